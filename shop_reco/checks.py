@@ -1,0 +1,247 @@
+"""System checks: every installation step and setting that can be verified without a database."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, reverse
+
+from shop_reco.conf import BUILTIN_EVENT_TYPES, DEFAULTS, import_setting
+
+MIDDLEWARE_PATH = "shop_reco.middleware.TrackingMiddleware"
+
+
+def _user_settings() -> Any:
+    return getattr(settings, "SHOP_RECO", None)
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    user = _user_settings()
+    if user is None:
+        return [
+            Error(
+                "SHOP_RECO is not set.",
+                hint='Add SHOP_RECO = {"PRODUCT_MODEL": "yourapp.Product"} to your settings.',
+                id="shop_reco.E001",
+            )
+        ]
+    if not isinstance(user, dict):
+        return [Error("SHOP_RECO must be a dict.", hint=f"It is a {type(user).__name__}.", id="shop_reco.E003")]
+
+    messages: list[CheckMessage] = []
+    for key in sorted(set(user) - set(DEFAULTS)):
+        messages.append(
+            Warning(
+                f"SHOP_RECO has an unknown key {key!r}; it is ignored.",
+                hint="Check the spelling against shop_reco.conf.DEFAULTS.",
+                id="shop_reco.W001",
+            )
+        )
+    messages += _check_product_model(user.get("PRODUCT_MODEL"))
+    messages += _check_dotted_paths(user)
+    messages += _check_event_weights(user)
+    messages += _check_types(user)
+    return messages
+
+
+def _check_product_model(label: Any) -> list[CheckMessage]:
+    from django.apps import apps
+
+    if not isinstance(label, str) or label.count(".") != 1:
+        return [
+            Error(
+                'SHOP_RECO["PRODUCT_MODEL"] must be set to "app_label.ModelName".',
+                hint=f"It is {label!r}.",
+                id="shop_reco.E001",
+            )
+        ]
+    try:
+        apps.get_model(label)
+    except LookupError:
+        return [
+            Error(
+                f'SHOP_RECO["PRODUCT_MODEL"] = {label!r} is not an installed model.',
+                hint="Name your product model as app_label.ModelName and make sure its app is installed.",
+                id="shop_reco.E001",
+            )
+        ]
+    return []
+
+
+def _check_dotted_paths(user: dict[str, Any]) -> list[CheckMessage]:
+    from shop_reco.adapters import BaseShopAdapter
+
+    messages: list[CheckMessage] = []
+    adapter_path = user.get("ADAPTER", DEFAULTS["ADAPTER"])
+    try:
+        adapter = import_setting("ADAPTER", adapter_path)
+    except (ImproperlyConfigured, TypeError, ValueError) as exc:
+        messages.append(Error(str(exc), hint="Give the dotted path of an adapter class.", id="shop_reco.E002"))
+    else:
+        if not (isinstance(adapter, type) and issubclass(adapter, BaseShopAdapter)):
+            messages.append(
+                Error(
+                    f'SHOP_RECO["ADAPTER"] = {adapter_path!r} is not a BaseShopAdapter subclass.',
+                    hint="Subclass shop_reco.adapters.DefaultShopAdapter.",
+                    id="shop_reco.E002",
+                )
+            )
+    consent = user.get("CONSENT_CHECK")
+    if consent is not None:
+        try:
+            consent_callable = import_setting("CONSENT_CHECK", consent)
+        except (ImproperlyConfigured, TypeError, ValueError) as exc:
+            messages.append(Error(str(exc), hint="Give the dotted path of a callable.", id="shop_reco.E008"))
+        else:
+            if not callable(consent_callable):
+                messages.append(
+                    Error(
+                        f'SHOP_RECO["CONSENT_CHECK"] = {consent!r} is not callable.',
+                        hint="It must be a function (request) -> bool.",
+                        id="shop_reco.E008",
+                    )
+                )
+    return messages
+
+
+def _check_event_weights(user: dict[str, Any]) -> list[CheckMessage]:
+    custom = user.get("CUSTOM_EVENT_TYPES", ())
+    messages: list[CheckMessage] = []
+    if not isinstance(custom, list | tuple) or not all(isinstance(name, str) and name for name in custom):
+        return [
+            Error(
+                'SHOP_RECO["CUSTOM_EVENT_TYPES"] must be a list of non-empty strings.',
+                hint=f"It is {custom!r}.",
+                id="shop_reco.E004",
+            )
+        ]
+    known = set(BUILTIN_EVENT_TYPES) | set(custom)
+    weights = user.get("EVENT_WEIGHTS", {})
+    if not isinstance(weights, dict):
+        return [Error('SHOP_RECO["EVENT_WEIGHTS"] must be a dict.', id="shop_reco.E004")]
+    for name, weight in weights.items():
+        if name not in known:
+            messages.append(
+                Error(
+                    f'SHOP_RECO["EVENT_WEIGHTS"] names an unknown event type {name!r}.',
+                    hint="Declare it in CUSTOM_EVENT_TYPES or fix the spelling.",
+                    id="shop_reco.E004",
+                )
+            )
+        elif isinstance(weight, bool) or not isinstance(weight, int | float):
+            messages.append(
+                Error(
+                    f'SHOP_RECO["EVENT_WEIGHTS"][{name!r}] must be a number.',
+                    hint=f"It is {weight!r}.",
+                    id="shop_reco.E004",
+                )
+            )
+    return messages
+
+
+_POSITIVE_NUMBERS = (
+    "DECAY_HALF_LIFE_DAYS",
+    "VISITOR_COOKIE_AGE_DAYS",
+    "EVENT_BUFFER_FLUSH_SIZE",
+    "BEACON_MAX_EVENTS",
+    "BEACON_MAX_BYTES",
+    "EVENT_CONTEXT_MAX_BYTES",
+    "LIST_LENGTH",
+    "KEEP_VERSIONS",
+)
+_STRING_TUPLES = ("PRODUCT_VIEW_URL_NAMES", "BOT_USER_AGENT_PATTERNS")
+
+
+def _check_types(user: dict[str, Any]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    for name in _POSITIVE_NUMBERS:
+        value = user.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            messages.append(
+                Error(f'SHOP_RECO["{name}"] must be a positive number.', hint=f"It is {value!r}.", id="shop_reco.E009")
+            )
+    retention = user.get("RETENTION_DAYS", DEFAULTS["RETENTION_DAYS"])
+    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
+        messages.append(
+            Error(
+                'SHOP_RECO["RETENTION_DAYS"] must be a positive whole number of days or None.',
+                hint=f"It is {retention!r}.",
+                id="shop_reco.E009",
+            )
+        )
+    for name in _STRING_TUPLES:
+        value = user.get(name, DEFAULTS[name])
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            messages.append(
+                Error(f'SHOP_RECO["{name}"] must be a list of strings.', hint=f"It is {value!r}.", id="shop_reco.E009")
+            )
+    buffer_url = user.get("EVENT_BUFFER_URL")
+    if buffer_url is not None and not (isinstance(buffer_url, str) and buffer_url.startswith(("redis://", "rediss://", "unix://"))):
+        messages.append(
+            Error(
+                'SHOP_RECO["EVENT_BUFFER_URL"] must be a redis:// URL or None.',
+                hint=f"It is {buffer_url!r}.",
+                id="shop_reco.E009",
+            )
+        )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_installation(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    middleware = list(getattr(settings, "MIDDLEWARE", []))
+    if MIDDLEWARE_PATH not in middleware:
+        messages.append(
+            Error(
+                f"{MIDDLEWARE_PATH} is not in MIDDLEWARE.",
+                hint="Add it after SessionMiddleware and AuthenticationMiddleware.",
+                id="shop_reco.E005",
+            )
+        )
+    else:
+        position = middleware.index(MIDDLEWARE_PATH)
+        for needed in (
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+        ):
+            if needed in middleware and middleware.index(needed) > position:
+                messages.append(
+                    Error(
+                        f"{MIDDLEWARE_PATH} must come after {needed}.",
+                        hint="It reads request.user to tell customers from anonymous visitors.",
+                        id="shop_reco.E006",
+                    )
+                )
+    installed = set(getattr(settings, "INSTALLED_APPS", []))
+    if "rest_framework" not in installed:
+        messages.append(
+            Error(
+                "'rest_framework' is not in INSTALLED_APPS.",
+                hint="shop_reco's beacon and recommendation endpoints are Django REST framework views.",
+                id="shop_reco.E007",
+            )
+        )
+    return messages
+
+
+@register(Tags.urls)
+def check_urls(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    try:
+        reverse("shop_reco:beacon")
+    except NoReverseMatch:
+        return [
+            Warning(
+                "shop_reco's URLs are not included.",
+                hint='Add path("reco/", include("shop_reco.urls")) to your ROOT_URLCONF.',
+                id="shop_reco.W002",
+            )
+        ]
+    except Exception:  # a broken URLconf is reported by Django's own checks
+        return []
+    return []

@@ -1,0 +1,149 @@
+"""The ``SHOP_RECO`` settings dict, read lazily with documented defaults.
+
+Usage::
+
+    from shop_reco.conf import reco_settings
+    reco_settings.PRODUCT_MODEL
+
+Every key is optional except ``PRODUCT_MODEL``. The object reloads on Django's ``setting_changed`` signal, so
+``override_settings(SHOP_RECO=...)`` works in tests. Dotted-path settings are imported on first use with an
+error that names the setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+BUILTIN_EVENT_TYPES = (
+    "view",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "search",
+    "wishlist",
+    "rec_impression",
+    "rec_click",
+)
+
+DEFAULTS: dict[str, Any] = {
+    # "app_label.ModelName" of the shop's product model. Required.
+    "PRODUCT_MODEL": None,
+    # Dotted path of the adapter class that answers every shop-specific question.
+    "ADAPTER": "shop_reco.adapters.DefaultShopAdapter",
+    # Event types beyond the built-in ones, e.g. ("compare", "share").
+    "CUSTOM_EVENT_TYPES": (),
+    # How much each event type counts in the interaction matrix.
+    "EVENT_WEIGHTS": {
+        "view": 1.0,
+        "add_to_cart": 3.0,
+        "remove_from_cart": -1.0,
+        "purchase": 5.0,
+        "wishlist": 2.0,
+        "search": 0.0,
+        "rec_impression": 0.0,
+        "rec_click": 1.0,
+    },
+    # Older events count for less: weight halves every this many days.
+    "DECAY_HALF_LIFE_DAYS": 90.0,
+    # Middleware: record a "view" event for requests resolved to these URL names ("app:name" too).
+    "PRODUCT_VIEW_URL_NAMES": (),
+    # URL keyword argument that carries the product key in those views.
+    "PRODUCT_VIEW_URL_KWARG": "pk",
+    # Visitor cookie: a random id, signed, no personal data.
+    "VISITOR_COOKIE_NAME": "shop_reco_vid",
+    "VISITOR_COOKIE_AGE_DAYS": 365,
+    "VISITOR_COOKIE_SECURE": False,
+    # Honour the Do-Not-Track / Sec-GPC headers.
+    "RESPECT_DO_NOT_TRACK": True,
+    # Dotted path to a callable ``(request) -> bool``; False switches tracking off for that request.
+    "CONSENT_CHECK": None,
+    # User-agent substrings (case-insensitive) that mark a request as a bot; never tracked.
+    "BOT_USER_AGENT_PATTERNS": (
+        "bot",
+        "crawl",
+        "spider",
+        "slurp",
+        "facebookexternalhit",
+        "headless",
+        "lighthouse",
+        "preview",
+    ),
+    # Events older than this are purged by the retention task. None keeps everything.
+    "RETENTION_DAYS": 730,
+    # Redis URL for the event buffer; None writes events straight to the database.
+    "EVENT_BUFFER_URL": None,
+    "EVENT_BUFFER_KEY": "shop_reco:events",
+    # Flush the buffer when it holds this many events (and on the periodic task).
+    "EVENT_BUFFER_FLUSH_SIZE": 500,
+    # Beacon endpoint limits.
+    "BEACON_MAX_EVENTS": 50,
+    "BEACON_MAX_BYTES": 64 * 1024,
+    "BEACON_THROTTLE_RATE": "120/min",
+    # Largest accepted JSON "context" on an event, serialised.
+    "EVENT_CONTEXT_MAX_BYTES": 2048,
+    # How many items each stored list keeps per product / shopper / source.
+    "LIST_LENGTH": 50,
+    # Score versions kept after publishing a new one (the published one included).
+    "KEEP_VERSIONS": 3,
+}
+
+# Settings that hold dotted import paths, resolved on access.
+IMPORT_STRINGS = frozenset({"ADAPTER", "CONSENT_CHECK"})
+
+
+class RecoSettings:
+    """Attribute access to ``settings.SHOP_RECO`` merged over ``DEFAULTS``."""
+
+    def __init__(self) -> None:
+        self._cached: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(settings, "SHOP_RECO", {})
+        return value if isinstance(value, dict) else {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(f"Invalid shop_reco setting: {name!r}")
+        if name in self._cached:
+            return self._cached[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if name == "EVENT_WEIGHTS":
+            # A partial dict overrides only the types it names.
+            value = {**DEFAULTS["EVENT_WEIGHTS"], **value}
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            value = import_setting(name, value)
+        self._cached[name] = value
+        return value
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return BUILTIN_EVENT_TYPES + tuple(self.CUSTOM_EVENT_TYPES)
+
+    def reload(self) -> None:
+        self._cached.clear()
+
+
+def import_setting(name: str, dotted_path: str) -> Any:
+    try:
+        return import_string(dotted_path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"SHOP_RECO[{name!r}] = {dotted_path!r} could not be imported: {exc}"
+        ) from exc
+
+
+reco_settings = RecoSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "SHOP_RECO":
+        reco_settings.reload()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,135 @@
+"""Data shop_reco keeps: shopper events, published score versions and their lists, merchandising rules."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Event(models.Model):
+    """One thing a shopper did. No IP address or user agent is ever stored."""
+
+    event_type = models.CharField(max_length=32)
+    # Random id from the signed visitor cookie; kept after login so a visitor's history can be merged.
+    visitor_id = models.CharField(max_length=64, blank=True, default="")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,  # erasing an account erases its behaviour too
+        related_name="shop_reco_events",
+    )
+    product_key = models.CharField(max_length=64, blank=True, default="")
+    quantity = models.IntegerField(default=1)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    # Order or basket reference, so purchases of one order form one basket.
+    basket_ref = models.CharField(max_length=64, blank=True, default="")
+    # Recommendation slot and attribution token, for rec_* events and what they lead to.
+    slot = models.CharField(max_length=64, blank=True, default="")
+    token = models.CharField(max_length=64, blank=True, default="")
+    # Set by clients that retry; the same id is stored once.
+    client_event_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    context = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["occurred_at"], name="shop_reco_event_time"),
+            models.Index(fields=["user", "occurred_at"], name="shop_reco_event_user_time"),
+            models.Index(fields=["visitor_id", "occurred_at"], name="shop_reco_event_visitor_time"),
+            models.Index(fields=["product_key", "event_type"], name="shop_reco_event_product"),
+            models.Index(fields=["token"], name="shop_reco_event_token", condition=~Q(token="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.product_key} by {self.user_id or self.visitor_id}"
+
+
+class ScoreVersion(models.Model):
+    """One recompute's output. The storefront reads only the newest published version of a family."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        PUBLISHED = "published"
+        FAILED = "failed"
+        RETIRED = "retired"
+
+    family = models.CharField(max_length=32, default="full")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    published_at = models.DateTimeField(null=True, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    input_counts = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["family", "status", "-published_at"], name="shop_reco_version_live")]
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"{self.family} v{self.pk} ({self.status})"
+
+
+class RecommendationList(models.Model):
+    """A ranked list for one subject from one source, within one score version."""
+
+    class Kind(models.TextChoices):
+        PRODUCT = "product"  # subject is a product key: similar items, bought together
+        USER = "user"  # subject is a user id
+        VISITOR = "visitor"  # subject is an anonymous visitor id
+        CATEGORY = "category"  # subject is a category name: trending/popular in it
+        GLOBAL = "global"  # subject is "": popular/trending overall
+
+    version = models.ForeignKey(ScoreVersion, on_delete=models.CASCADE, related_name="lists")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    subject = models.CharField(max_length=128, blank=True, default="")
+    source = models.CharField(max_length=32)
+    item_keys = models.JSONField(default=list)
+    scores = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "kind", "subject", "source"], name="shop_reco_list_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.subject} {self.source} ({len(self.item_keys)} items)"
+
+
+class MerchandisingRule(models.Model):
+    """A merchandiser's override: pin, boost, bury or exclude a product or a whole category."""
+
+    class Action(models.TextChoices):
+        PIN = "pin", "Pin to the top"
+        BOOST = "boost", "Boost"
+        BURY = "bury", "Bury"
+        EXCLUDE = "exclude", "Exclude"
+
+    action = models.CharField(max_length=16, choices=Action.choices)
+    product_key = models.CharField(max_length=64, blank=True, default="")
+    category = models.CharField(max_length=128, blank=True, default="")
+    # Empty applies to every slot.
+    slot = models.CharField(max_length=64, blank=True, default="")
+    # Multiplier for boost/bury; position for pins.
+    strength = models.FloatField(default=2.0)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~(Q(product_key="") & Q(category="")),
+                name="shop_reco_rule_has_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.product_key or self.category}"

@@ -1,0 +1,1 @@
+"""Signal handlers: shop signals and login/logout become tracked events and visitor merges."""
