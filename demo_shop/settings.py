@@ -88,7 +88,11 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or CELERY_BROKER
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+
+# Read before SHOP_RECO is defined, so the defaults are used; shops may pass their own cadences.
+from shop_reco.schedules import default_beat_schedule  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = default_beat_schedule()
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -245,3 +245,48 @@ def check_urls(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[
     except Exception:  # a broken URLconf is reported by Django's own checks
         return []
     return []
+
+
+@register(Tags.database)
+def check_migrations(app_configs: Sequence[Any] | None = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Runs with ``manage.py check --database default``: shop_reco's tables must exist."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    messages: list[CheckMessage] = []
+    for alias in databases or ():
+        if alias != DEFAULT_DB_ALIAS:
+            continue
+        executor = MigrationExecutor(connections[alias])
+        targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == "shop_reco"]
+        if executor.migration_plan(targets):
+            messages.append(
+                Warning(
+                    "shop_reco's migrations are not applied.",
+                    hint="Run python manage.py migrate.",
+                    id="shop_reco.W003",
+                )
+            )
+    return messages
+
+
+@register(Tags.compatibility)
+def check_beat_schedule(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Scores only stay fresh if Celery beat runs shop_reco's periodic tasks."""
+    schedule = dict(getattr(settings, "CELERY_BEAT_SCHEDULE", None) or {})
+    try:
+        from celery import current_app
+
+        schedule.update(current_app.conf.beat_schedule or {})
+    except Exception:  # no Celery app configured: the settings dict is all there is
+        pass
+    tasks = {str(entry.get("task", "")) for entry in schedule.values() if isinstance(entry, dict)}
+    if not any(task.startswith("shop_reco.") for task in tasks):
+        return [
+            Warning(
+                "No shop_reco task is in the Celery beat schedule: scores will not be recomputed.",
+                hint="CELERY_BEAT_SCHEDULE = {**shop_reco.schedules.default_beat_schedule()} in your settings.",
+                id="shop_reco.W004",
+            )
+        ]
+    return []

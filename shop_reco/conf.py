@@ -90,6 +90,34 @@ DEFAULTS: dict[str, Any] = {
     "LIST_LENGTH": 50,
     # Score versions kept after publishing a new one (the published one included).
     "KEEP_VERSIONS": 3,
+    # --- Storefront (recommendation slots, API, attribution) ---
+    # Score family the storefront reads; the newest published version of it is "live".
+    "SCORE_FAMILY": "full",
+    # Seconds each process trusts its idea of the live version id before asking again.
+    "VERSION_CACHE_SECONDS": 5,
+    # Seconds the stored lists stay in the Django cache; keys carry the version id, so no purge is needed.
+    "LIST_CACHE_SECONDS": 6 * 3600,
+    # Per-slot options merged over the built-in ones (shop_reco.services.recommendations.SLOT_DEFAULTS):
+    # {"similar": {"limit": 6, "max_per_category": 3, "exclude_purchased": True, "fallback": True}}.
+    "SLOTS": {},
+    # Largest ?limit= the recommendation endpoints accept.
+    "API_MAX_LIMIT": 50,
+    # Dotted path of the DRF serializer for products in API responses (takes the product instance).
+    "PRODUCT_SERIALIZER": "shop_reco.api.product_serializers.AdapterProductSerializer",
+    # Emit one rec_impression event per rendered slot (template tags and API responses).
+    "TRACK_IMPRESSIONS": True,
+    # A purchase is credited to a rec_click of the same shopper on the same product this many days before.
+    "ATTRIBUTION_WINDOW_DAYS": 7,
+    # Days of events the live "popular" fallback counts when no score version was ever published.
+    "LIVE_POPULAR_DAYS": 30,
+    # How many of a shopper's latest view/purchase events the slots read (recently viewed, buy again, ...).
+    "HISTORY_LENGTH": 100,
+    # Seconds between runs of each periodic task in shop_reco.schedules.default_beat_schedule().
+    "SCHEDULE_SECONDS": {
+        "flush_events": 10,
+        "recompute": 6 * 3600,
+        "purge_events": 24 * 3600,
+    },
 }
 
 # Settings that hold dotted import paths, resolved on access.
