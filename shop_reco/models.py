@@ -65,10 +65,25 @@ class ScoreVersion(models.Model):
     timings = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
+    # Progress for the admin and the commands: steps done of steps planned.
+    steps_done = models.PositiveIntegerField(default=0)
+    steps_total = models.PositiveIntegerField(default=0)
+    # A building version whose heartbeat stops (killed worker) is failed by the next run.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [models.Index(fields=["family", "status", "-published_at"], name="shop_reco_version_live")]
+        constraints = [
+            # The recompute lock: one building version per family, whichever worker or machine starts it.
+            models.UniqueConstraint(
+                fields=["family"], condition=Q(status="building"), name="shop_reco_one_build_per_family"
+            )
+        ]
         get_latest_by = "created_at"
+
+    @property
+    def progress_percent(self) -> int:
+        return int(100 * self.steps_done / self.steps_total) if self.steps_total else 0
 
     def __str__(self) -> str:
         return f"{self.family} v{self.pk} ({self.status})"
@@ -100,6 +115,20 @@ class RecommendationList(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.subject} {self.source} ({len(self.item_keys)} items)"
+
+
+class ScoreArtifact(models.Model):
+    """Arrays a recompute shares between its shard tasks (on any worker machine), as npz bytes."""
+
+    version = models.ForeignKey(ScoreVersion, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=64)
+    data = models.BinaryField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "name"], name="shop_reco_artifact_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} of {self.version}"
 
 
 class MerchandisingRule(models.Model):
