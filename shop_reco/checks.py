@@ -253,6 +253,8 @@ def check_migrations(app_configs: Sequence[Any] | None = None, databases: Any = 
     from django.db import DEFAULT_DB_ALIAS, connections
     from django.db.migrations.executor import MigrationExecutor
 
+    if _called_by_migrate():
+        return []  # migrate checks before it applies anything; the warning would only confuse
     messages: list[CheckMessage] = []
     for alias in databases or ():
         if alias != DEFAULT_DB_ALIAS:
@@ -268,6 +270,16 @@ def check_migrations(app_configs: Sequence[Any] | None = None, databases: Any = 
                 )
             )
     return messages
+
+
+def _called_by_migrate() -> bool:
+    import inspect
+
+    # The checks run from BaseCommand.execute, so look for the command object, not its module's frames.
+    return any(
+        type(frame.frame.f_locals.get("self")).__module__.endswith("management.commands.migrate")
+        for frame in inspect.stack(context=0)
+    )
 
 
 @register(Tags.compatibility)
@@ -290,3 +302,163 @@ def check_beat_schedule(app_configs: Sequence[Any] | None = None, **kwargs: Any)
             )
         ]
     return []
+
+
+# --- Storefront settings (slots, API, attribution) ---
+
+_STOREFRONT_NUMBERS = (
+    "LIST_CACHE_SECONDS",
+    "API_MAX_LIMIT",
+    "ATTRIBUTION_WINDOW_DAYS",
+    "LIVE_POPULAR_DAYS",
+    "HISTORY_LENGTH",
+)
+
+
+@register(Tags.compatibility)
+def check_storefront(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Slot options, the product serializer path and the storefront's numbers."""
+    user = _user_settings()
+    if not isinstance(user, dict):
+        return []  # reported by check_settings
+    messages: list[CheckMessage] = []
+    for name in (*_STOREFRONT_NUMBERS, "VERSION_CACHE_SECONDS"):
+        value = user.get(name, DEFAULTS[name])
+        is_number = not isinstance(value, bool) and isinstance(value, int | float)
+        # Zero seconds of version caching is allowed: every request then asks the database.
+        if not is_number or value < 0 or (value == 0 and name != "VERSION_CACHE_SECONDS"):
+            messages.append(
+                Error(
+                    f'SHOP_RECO["{name}"] must be a positive number.',
+                    hint=f"It is {value!r}.",
+                    id="shop_reco.E022",
+                )
+            )
+    messages += _check_slots(user.get("SLOTS", {}))
+    path = user.get("PRODUCT_SERIALIZER", DEFAULTS["PRODUCT_SERIALIZER"])
+    try:
+        serializer = import_setting("PRODUCT_SERIALIZER", path) if isinstance(path, str) else path
+    except (ImproperlyConfigured, TypeError, ValueError) as exc:
+        hint = "Give the dotted path of a DRF serializer class."
+        messages.append(Error(str(exc), hint=hint, id="shop_reco.E021"))
+    else:
+        from rest_framework.serializers import BaseSerializer
+
+        if not (isinstance(serializer, type) and issubclass(serializer, BaseSerializer)):
+            messages.append(
+                Error(
+                    f'SHOP_RECO["PRODUCT_SERIALIZER"] = {path!r} is not a DRF serializer class.',
+                    hint="Subclass rest_framework.serializers.Serializer; it receives product instances.",
+                    id="shop_reco.E021",
+                )
+            )
+    return messages
+
+
+def _check_slots(slots: Any) -> list[CheckMessage]:
+    from shop_reco.services.recommendations import OPTION_NAMES, SLOTS
+
+    if not isinstance(slots, dict) or not all(isinstance(value, dict) for value in slots.values()):
+        return [
+            Error(
+                'SHOP_RECO["SLOTS"] must map slot names to dicts of options.',
+                hint=f'e.g. {{"similar": {{"limit": 6}}}}; it is {slots!r}.',
+                id="shop_reco.E020",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    for slot, options in slots.items():
+        if slot not in SLOTS:
+            messages.append(
+                Warning(
+                    f'SHOP_RECO["SLOTS"] names an unknown slot {slot!r}; it is ignored.',
+                    hint=f"Slots are {', '.join(SLOTS)}.",
+                    id="shop_reco.W020",
+                )
+            )
+        for option, value in options.items():
+            problem = ""
+            if option not in OPTION_NAMES:
+                problem = f"unknown option {option!r} (options: {', '.join(sorted(OPTION_NAMES))})"
+            elif option == "limit" and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                problem = f"limit must be a positive whole number, not {value!r}"
+            elif option == "max_per_category" and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            ):
+                problem = f"max_per_category must be a positive whole number or None, not {value!r}"
+            elif option in ("exclude_purchased", "fallback", "top_up") and not isinstance(value, bool):
+                problem = f"{option} must be True or False, not {value!r}"
+            if problem:
+                messages.append(Error(f'SHOP_RECO["SLOTS"][{slot!r}]: {problem}.', id="shop_reco.E020"))
+    return messages
+
+
+@register(Tags.compatibility, Tags.urls)
+def check_tracking(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Tracking: the buffer's client library, the beacon throttle rate, the product view URL names."""
+    user = _user_settings()
+    if not isinstance(user, dict):
+        return []  # reported by check_settings
+    messages: list[CheckMessage] = []
+    if user.get("EVENT_BUFFER_URL"):
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            messages.append(
+                Error(
+                    'SHOP_RECO["EVENT_BUFFER_URL"] is set but the redis package is not installed.',
+                    hint='pip install "shop-reco[redis]", or set EVENT_BUFFER_URL to None to write directly.',
+                    id="shop_reco.E030",
+                )
+            )
+    rate = user.get("BEACON_THROTTLE_RATE", DEFAULTS["BEACON_THROTTLE_RATE"])
+    if rate is not None and not _valid_rate(rate):
+        messages.append(
+            Error(
+                'SHOP_RECO["BEACON_THROTTLE_RATE"] must look like "120/min" (or be None for no limit).',
+                hint=f"It is {rate!r}.",
+                id="shop_reco.E031",
+            )
+        )
+    kwarg = user.get("PRODUCT_VIEW_URL_KWARG", DEFAULTS["PRODUCT_VIEW_URL_KWARG"])
+    names = user.get("PRODUCT_VIEW_URL_NAMES", DEFAULTS["PRODUCT_VIEW_URL_NAMES"])
+    for name in names if isinstance(names, list | tuple) else ():
+        problem = _url_name_problem(name, kwarg)
+        if problem:
+            messages.append(
+                Warning(
+                    f'SHOP_RECO["PRODUCT_VIEW_URL_NAMES"] names {name!r}, which {problem}.',
+                    hint="Give the URL name (with its namespace) of your product page; no views are recorded "
+                    "for it otherwise.",
+                    id="shop_reco.W030",
+                )
+            )
+    return messages
+
+
+def _valid_rate(rate: Any) -> bool:
+    if not isinstance(rate, str) or rate.count("/") != 1:
+        return False
+    count, period = rate.split("/")
+    return count.isdigit() and period[:1] in ("s", "m", "h", "d")
+
+
+def _url_name_problem(name: Any, kwarg: Any) -> str:
+    """Why this URL name cannot record product views, or "" when it can."""
+    from django.urls import get_resolver
+
+    if not isinstance(name, str):
+        return "is not a string"
+    *namespaces, url_name = name.split(":")
+    resolver = get_resolver()
+    try:
+        for namespace in namespaces:
+            resolver = resolver.namespace_dict[namespace][1]
+        possibilities = resolver.reverse_dict.getlist(url_name)
+    except Exception:  # a broken URLconf is reported by Django's own checks
+        return "is not a URL name"
+    if not possibilities:
+        return "is not a URL name"
+    if all(kwarg not in params for possibility in possibilities for _, params in possibility[0]):
+        return f"has no {kwarg!r} argument (PRODUCT_VIEW_URL_KWARG)"
+    return ""

@@ -50,6 +50,27 @@ DEFAULTS: dict[str, Any] = {
     },
     # Older events count for less: weight halves every this many days.
     "DECAY_HALF_LIFE_DAYS": 90.0,
+    # --- Tuning (the admin's RecoConfig overlays these; read them through services.tuning.current_config) ---
+    # Neighbours kept per item by the collaborative and content models.
+    "NEIGHBOURS": 50,
+    # Bought together: a pair must appear in at least this fraction of baskets, and the rule A -> B must
+    # hold in at least this fraction of the baskets holding A.
+    "MIN_SUPPORT": 0.001,
+    "MIN_CONFIDENCE": 0.05,
+    # How much each source counts when a slot's list blends several, {slot: {source: weight}}. The recompute
+    # blends "similar" from collaborative ("cf") and content neighbours and "for_you" from cf and buy again;
+    # the other slots name stored lists (shop_reco.sources).
+    "BLEND_WEIGHTS": {
+        "similar": {"cf": 1.0, "content": 0.3},
+        "bought_together": {"bought_together": 1.0},
+        "cart": {"bought_together": 1.0, "similar": 0.6, "similar_cf": 0.36, "similar_content": 0.36},
+        "for_you": {"cf": 1.0, "buy_again": 0.5},
+        "trending": {"trending": 1.0, "popular": 0.5},
+    },
+    # Seconds each process trusts its copy of the admin's configuration; saving it clears the copy at once.
+    "CONFIG_CACHE_SECONDS": 5,
+    # Confidence level of the intervals and the significance threshold in experiment reports.
+    "EXPERIMENT_CONFIDENCE": 0.95,
     # Middleware: record a "view" event for requests resolved to these URL names ("app:name" too).
     "PRODUCT_VIEW_URL_NAMES": (),
     # URL keyword argument that carries the product key in those views.
@@ -98,7 +119,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the stored lists stay in the Django cache; keys carry the version id, so no purge is needed.
     "LIST_CACHE_SECONDS": 6 * 3600,
     # Per-slot options merged over the built-in ones (shop_reco.services.recommendations.SLOT_DEFAULTS):
-    # {"similar": {"limit": 6, "max_per_category": 3, "exclude_purchased": True, "fallback": True}}.
+    # {"similar": {"limit": 6, "max_per_category": 3, "exclude_purchased": True, "fallback": True,
+    #  "top_up": True}}.
     "SLOTS": {},
     # Largest ?limit= the recommendation endpoints accept.
     "API_MAX_LIMIT": 50,
@@ -112,6 +134,10 @@ DEFAULTS: dict[str, Any] = {
     "LIVE_POPULAR_DAYS": 30,
     # How many of a shopper's latest view/purchase events the slots read (recently viewed, buy again, ...).
     "HISTORY_LENGTH": 100,
+    # Shards per recompute stage: each is one Celery task, so more workers finish sooner.
+    "RECOMPUTE_SHARDS": 8,
+    # Shoppers with an event in this many days get personal lists at each full recompute.
+    "ACTIVE_SHOPPER_DAYS": 90,
     # Seconds between runs of each periodic task in shop_reco.schedules.default_beat_schedule().
     "SCHEDULE_SECONDS": {
         "flush_events": 10,

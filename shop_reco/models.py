@@ -162,3 +162,133 @@ class MerchandisingRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.product_key or self.category}"
+
+
+# --- Tuning and experiments (admin-owned) ---
+
+
+class RecoConfig(models.Model):
+    """The admin's tuning overlay over ``SHOP_RECO``: one row for all sites (site_id 0) and one per site."""
+
+    # A plain id, not a foreign key: django.contrib.sites is optional. 0 means every site.
+    site_id = models.PositiveIntegerField(default=0, unique=True)
+    # Only the keys the merchandiser changed; the rest follows the settings (services.tuning validates it).
+    values = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "recommendation configuration"
+        verbose_name_plural = "recommendation configuration"
+        permissions = [("preview_recommendations", "Can preview any shopper's recommendations")]
+
+    def __str__(self) -> str:
+        return "Configuration (all sites)" if not self.site_id else f"Configuration (site {self.site_id})"
+
+
+class RecoConfigRevision(models.Model):
+    """A snapshot of a configuration's values after each save, so any change can be seen and rolled back."""
+
+    config = models.ForeignKey(RecoConfig, on_delete=models.CASCADE, related_name="revisions")
+    values = models.JSONField(default=dict, blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    comment = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        get_latest_by = "created_at"
+        verbose_name = "configuration revision"
+
+    def __str__(self) -> str:
+        return f"Revision {self.pk} of {self.config}"
+
+
+class Experiment(models.Model):
+    """An A/B test between configuration overlays, one variant per shopper."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        STOPPED = "stopped"
+        PROMOTED = "promoted"
+
+    # Part of the assignment hash: renaming it reshuffles new shoppers, so it cannot change once running.
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    promoted_variant = models.ForeignKey(
+        "ExperimentVariant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ExperimentVariant(models.Model):
+    """One arm of an experiment: a configuration overlay and its share of the traffic."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    key = models.SlugField(max_length=32)
+    name = models.CharField(max_length=100, blank=True, default="")
+    # Partial configuration in the shape of services.tuning.current_config(); {} is the current configuration.
+    overlay = models.JSONField(default=dict, blank=True)
+    # Relative traffic share: weights 1 and 1 split evenly, 1 and 3 send a quarter to the first.
+    weight = models.PositiveIntegerField(default=1)
+    is_control = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["experiment", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "key"], name="shop_reco_variant_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment.key}:{self.key}"
+
+
+class ExperimentAssignment(models.Model):
+    """The exposure log: which variant a visitor (and, once logged in, their user) first saw, and when."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="assignments")
+    variant = models.ForeignKey(ExperimentVariant, on_delete=models.CASCADE, related_name="assignments")
+    visitor_id = models.CharField(max_length=64, blank=True, default="")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    assigned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # A visitor is assigned once; so is a user who was only ever seen logged in without a visitor id.
+            models.UniqueConstraint(
+                fields=["experiment", "visitor_id"],
+                condition=~Q(visitor_id=""),
+                name="shop_reco_assignment_visitor",
+            ),
+            models.UniqueConstraint(
+                fields=["experiment", "user"],
+                condition=Q(visitor_id=""),
+                name="shop_reco_assignment_user_only",
+            ),
+            models.CheckConstraint(
+                condition=~(Q(visitor_id="") & Q(user__isnull=True)), name="shop_reco_assignment_has_shopper"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["experiment", "user", "assigned_at"], name="shop_reco_assignment_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id or self.visitor_id} in {self.variant}"

@@ -9,3 +9,8 @@ app_name = "shop_reco"
 urlpatterns = [
     path("events/", views.BeaconView.as_view(), name="beacon"),
 ]
+
+# Recommendation slot endpoints (and the OpenAPI schema when drf-spectacular is installed).
+from shop_reco.api.recommendations import urlpatterns as _recommendation_urls  # noqa: E402
+
+urlpatterns += _recommendation_urls

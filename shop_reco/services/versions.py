@@ -109,7 +109,11 @@ def live_version(family: str = "full") -> ScoreVersion | None:
 
 
 # Artifacts the incremental updates keep reading after publishing (the content model for new products).
-KEEP_ARTIFACTS = ("content_model",)
+KEEP_ARTIFACTS = ("item_nn",)
+
+
+def artifact_names(version_id: int) -> list[str]:
+    return list(ScoreArtifact.objects.filter(version_id=version_id).values_list("name", flat=True))
 
 
 def save_arrays(version_id: int, name: str, arrays: dict[str, np.ndarray]) -> None:
@@ -118,9 +122,14 @@ def save_arrays(version_id: int, name: str, arrays: dict[str, np.ndarray]) -> No
     ScoreArtifact.objects.update_or_create(version_id=version_id, name=name, defaults={"data": buffer.getvalue()})
 
 
-@lru_cache(maxsize=4)
 def load_arrays(version_id: int, name: str) -> dict[str, np.ndarray]:
-    """Arrays of one artifact, cached per worker process (shards of one run read the same ones)."""
-    data = ScoreArtifact.objects.values_list("data", flat=True).get(version_id=version_id, name=name)
+    """Arrays of one artifact, cached per worker process (the shards of one run read the same ones)."""
+    artifact_id = ScoreArtifact.objects.values_list("pk", flat=True).get(version_id=version_id, name=name)
+    return _load_artifact(artifact_id)
+
+
+@lru_cache(maxsize=4)
+def _load_artifact(artifact_id: int) -> dict[str, np.ndarray]:
+    data = ScoreArtifact.objects.values_list("data", flat=True).get(pk=artifact_id)
     with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as npz:
         return {key: npz[key] for key in npz.files}

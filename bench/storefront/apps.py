@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BenchStorefrontConfig(AppConfig):
+    name = "bench.storefront"
+    label = "bench_storefront"

@@ -1,0 +1,238 @@
+"""Storefront benchmark: recommendation endpoints against a bare Django JSON view, and a product page with
+three slots against the same page without them. gunicorn on loopback, PostgreSQL, Redis; load from wrk.
+
+    python -m bench.storefront.run            # seeds bench database shop_reco_bench_storefront, then measures
+
+Targets (issue 6): similar and for-you endpoints >= 70% of the bare view's requests/second with p99 <= 25 ms
+at that load; the product page with three slots within 5 ms (median, caches warm) of the page without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.storefront.settings")
+    import django
+
+    import bench.storefront.settings  # noqa: F401  (sets DATABASE_URL before the demo settings read it)
+
+    url = os.environ["DATABASE_URL"]
+    name = url.rsplit("/", 1)[1]
+    import psycopg
+
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def cookie_for(visitor: str) -> str:
+    from django.core import signing
+
+    from shop_reco.conf import reco_settings
+    from shop_reco.tracking.identity import COOKIE_SALT
+
+    name = reco_settings.VISITOR_COOKIE_NAME
+    return f"{name}={signing.get_cookie_signer(salt=name + COOKIE_SALT).sign(visitor)}"
+
+
+def lua_script(paths: list[str], cookies: list[str]) -> str:
+    """wrk script: each request a random path (and a random visitor cookie when given)."""
+    quoted_paths = ",".join(json.dumps(p) for p in paths)
+    quoted_cookies = ",".join(json.dumps(c) for c in cookies)
+    return f"""
+local paths = {{{quoted_paths}}}
+local cookies = {{{quoted_cookies}}}
+math.randomseed(42)
+request = function()
+  local headers = {{}}
+  headers["User-Agent"] = "Mozilla/5.0 (bench)"
+  if #cookies > 0 then headers["Cookie"] = cookies[math.random(#cookies)] end
+  return wrk.format("GET", paths[math.random(#paths)], headers)
+end
+"""
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(port: int, paths: list[str], cookies: list[str], *, seconds: int, connections: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(lua_script(paths, cookies))
+        script = handle.name
+    try:
+        output = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script,
+                f"http://{HOST}:{port}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        os.unlink(script)
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    for percentile in ("50", "90", "99"):
+        match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        result[f"p{percentile}_ms"] = float(match.group(1)) * _UNITS[match.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    result["non_2xx"] = int(errors.group(1)) if errors else 0
+    return result
+
+
+def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.storefront.settings"}
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    process = subprocess.Popen(
+        [
+            gunicorn,
+            "bench.storefront.wsgi",
+            f"--bind={HOST}:{port}",
+            f"--workers={workers}",
+            f"--threads={threads}",
+            "--worker-class=gthread",
+            "--log-level=warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://{HOST}:{port}/bench/bare/", timeout=1).read()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def warm(port: int, paths: list[str], cookies: list[str]) -> None:
+    """Visit every path once per worker so version, lists and rules are cached before measuring."""
+    for path in paths:
+        for cookie in cookies[:1] or [""]:
+            request = urllib.request.Request(f"http://{HOST}:{port}{path}", headers={"Cookie": cookie})
+            for _ in range(3):
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    response.read()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the median is reported")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    setup_django()
+    from bench.storefront.seed import seed
+
+    data = seed()
+    products = data["products"][:500]
+    cookies = [cookie_for(visitor) for visitor in data["visitors"]]
+    endpoints = {
+        "bare": (["/bench/bare/"], []),
+        "similar": ([f"/reco/api/similar/{key}/" for key in products], []),
+        "for_you": (["/reco/api/for-you/"], cookies),
+    }
+    pages = {
+        "page_plain": ([f"/bench/plain/{key}/" for key in products[:50]], cookies),
+        "page_slots": ([f"/bench/page/{key}/" for key in products[:50]], cookies),
+    }
+    port = free_port()
+    server = start_gunicorn(port, args.workers, args.threads)
+    try:
+        for paths, jar in (*endpoints.values(), *pages.values()):
+            warm(port, paths[:50], jar)
+        # Warm every worker's caches with a short load on each.
+        for paths, jar in (*endpoints.values(), *pages.values()):
+            wrk(port, paths, jar, seconds=2, connections=args.connections)
+        runs: dict[str, list[dict]] = {name: [] for name in (*endpoints, *pages)}
+        for _ in range(args.rounds):
+            for name, (paths, jar) in endpoints.items():
+                runs[name].append(wrk(port, paths, jar, seconds=args.seconds, connections=args.connections))
+            # Page latency: one connection, so the median is the render time plus loopback, not queueing.
+            for name, (paths, jar) in pages.items():
+                runs[name].append(wrk(port, paths, jar, seconds=args.seconds, connections=1))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(run[field] for run in runs[name])
+
+    figures = {name: {field: median(name, field) for field in runs[name][0]} for name in runs}
+    bare = figures["bare"]["rps"]
+    print(
+        f"gunicorn gthread {args.workers} workers x {args.threads} threads; "
+        f"wrk {args.connections} connections, {args.seconds}s x {args.rounds} rounds (median); "
+        f"CPUs: {os.cpu_count()}"
+    )
+    print(f"{'endpoint':<12}{'req/s':>10}{'vs bare':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    ok = True
+    for name in endpoints:
+        row = figures[name]
+        ratio = row["rps"] / bare
+        print(
+            f"{name:<12}{row['rps']:>10.0f}{ratio:>8.0%} {row['p50_ms']:>9.2f}{row['p90_ms']:>9.2f}"
+            f"{row['p99_ms']:>9.2f}{row['non_2xx']:>9}"
+        )
+        if name != "bare":
+            ok &= ratio >= 0.70 and row["p99_ms"] <= 25 and row["non_2xx"] == 0
+    plain, slots = figures["page_plain"]["p50_ms"], figures["page_slots"]["p50_ms"]
+    print(
+        f"product page median: {plain:.2f} ms without slots, {slots:.2f} ms with three slots "
+        f"(+{slots - plain:.2f} ms; target +5 ms)"
+    )
+    ok &= slots - plain <= 5 and figures["page_slots"]["non_2xx"] == 0
+    print("targets met" if ok else "TARGETS MISSED")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,513 @@
+"""Tracking benchmark: middleware overhead, buffer flush into PostgreSQL, beacon intake under gunicorn.
+
+    python -m bench.tracking.run                       # the full run (1,000,000 events flushed)
+    python -m bench.tracking.run --events 200000 --seconds 10 --iterations 5000   # quicker
+
+It creates its own PostgreSQL database (``shop_reco_bench``) and starts its own redis-server on a free port,
+and removes both at the end. Targets: middleware p99 added latency <= 0.5 ms; flush >= 50,000 events/s;
+beacon >= 2,000 events/s accepted with no 5xx and every accepted event stored exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
+from typing import Any
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB_NAME = "shop_reco_bench"
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"
+N_PRODUCTS = 1000
+BATCH = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# --- 1. middleware overhead ------
+
+
+def bench_middleware(iterations: int) -> dict[str, float]:
+    """Interleaved requests through two full middleware stacks, with and without TrackingMiddleware.
+
+    Timed as a WSGI server sees it: ``get_response`` until the response is ready ("page"), then
+    ``response.close()``, which the server calls after sending the body and where the view is written to the
+    buffer; "worker" includes that close.
+    """
+    from django.conf import settings
+    from django.core.handlers.base import BaseHandler
+    from django.test import RequestFactory
+    from django.test.utils import override_settings
+
+    from shop_reco.checks import MIDDLEWARE_PATH
+    from shop_reco.models import Event
+    from shop_reco.tracking import buffer
+
+    factory = RequestFactory()
+
+    def handler(with_tracking: bool) -> BaseHandler:
+        middleware = [m for m in settings.MIDDLEWARE if with_tracking or m != MIDDLEWARE_PATH]
+        with override_settings(MIDDLEWARE=middleware):
+            result = BaseHandler()
+            result.load_middleware()
+        return result
+
+    def cookie_header(on: BaseHandler) -> str:
+        response = on.get_response(factory.get("/product/1/", HTTP_USER_AGENT=UA))
+        response.close()
+        return "; ".join(f"{name}={morsel.value}" for name, morsel in response.cookies.items())
+
+    def measure(on: BaseHandler, off: BaseHandler, cookie: str, n: int) -> dict[str, list[float]]:
+        times: dict[str, list[float]] = {"on_page": [], "on_worker": [], "off_page": [], "off_worker": []}
+        rng = random.Random(1)
+        for i in range(n):
+            url = f"/product/{rng.randint(1, N_PRODUCTS)}/"
+            order = (("on", on), ("off", off)) if i % 2 else (("off", off), ("on", on))
+            for label, chain in order:  # interleaved, alternating order
+                request = factory.get(url, HTTP_USER_AGENT=UA, HTTP_COOKIE=cookie)
+                start = time.perf_counter_ns()
+                response = chain.get_response(request)
+                ready = time.perf_counter_ns()
+                response.close()
+                done = time.perf_counter_ns()
+                assert response.status_code == 200
+                times[f"{label}_page"].append((ready - start) / 1e6)
+                times[f"{label}_worker"].append((done - start) / 1e6)
+        return times
+
+    results: dict[str, float] = {}
+    for label, buffer_url in (("buffer", settings.SHOP_RECO["EVENT_BUFFER_URL"]), ("direct", None)):
+        with override_settings(SHOP_RECO={**settings.SHOP_RECO, "EVENT_BUFFER_URL": buffer_url}):
+            on, off = handler(True), handler(False)
+            cookie = cookie_header(on)
+            n = iterations if label == "buffer" else max(iterations // 4, 1000)
+            measure(on, off, cookie, min(2000, n))  # warm-up
+            gc.collect()
+            times = measure(on, off, cookie, n)
+        for key, values in times.items():
+            results[f"{label}_{key}_p50"] = statistics.median(values)
+            results[f"{label}_{key}_p99"] = percentile(values, 99)
+        for kind in ("page", "worker"):
+            on_p99, off_p99 = results[f"{label}_on_{kind}_p99"], results[f"{label}_off_{kind}_p99"]
+            results[f"{label}_{kind}_p99_added"] = on_p99 - off_p99
+        results[f"{label}_n"] = n
+    buffer.get_client(settings.SHOP_RECO["EVENT_BUFFER_URL"]).delete("bench:events")
+    Event.objects.all().delete()
+    return results
+
+
+# --- 2. flush into PostgreSQL ------
+
+
+def fill_buffer(n: int, user_ids: list[int], product_keys: list[str]) -> None:
+    import redis
+    from django.conf import settings
+
+    from shop_reco.tracking.events import to_copy_line
+
+    client = redis.Redis.from_url(settings.SHOP_RECO["EVENT_BUFFER_URL"])
+    rng = random.Random(7)
+    visitors = [uuid.UUID(int=rng.getrandbits(128)).hex for _ in range(100_000)]
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    types = ["view"] * 70 + ["add_to_cart"] * 12 + ["rec_impression"] * 10 + ["purchase"] * 5 + ["search"] * 3
+    chunk: list[str] = []
+    for i in range(n):
+        kind = types[i % 100]
+        row = {
+            "event_type": kind,
+            "visitor_id": visitors[rng.randrange(len(visitors))],
+            "user_id": user_ids[rng.randrange(len(user_ids))] if i % 5 == 0 else None,
+            "product_key": "" if kind == "search" else product_keys[rng.randrange(len(product_keys))],
+            "quantity": 1,
+            "unit_price": "4.95" if kind == "purchase" else None,
+            "basket_ref": f"W{i // 3}" if kind == "purchase" else "",
+            "slot": "similar" if kind == "rec_impression" else "",
+            "token": "",
+            "client_event_id": uuid.uuid4().hex,
+            "context": {"query": "blue mug", "results": 12} if kind == "search" else {},
+            "occurred_at": (start + timedelta(seconds=i * 2.5)).isoformat(),
+        }
+        chunk.append(to_copy_line(row))
+        if len(chunk) == 20_000:
+            client.rpush("bench:events", *chunk)
+            chunk = []
+    if chunk:
+        client.rpush("bench:events", *chunk)
+
+
+def bench_flush(n: int, batch_size: int) -> dict[str, float]:
+    from django.contrib.auth import get_user_model
+
+    from demo_shop.catalogue.models import Product
+    from shop_reco.models import Event
+    from shop_reco.tracking import buffer
+
+    user_model = get_user_model()
+    user_model.objects.bulk_create([user_model(username=f"shopper{i}") for i in range(1000)])
+    user_ids = list(user_model.objects.values_list("pk", flat=True))
+    product_keys = [str(pk) for pk in Product.objects.values_list("pk", flat=True)]
+    t0 = time.perf_counter()
+    fill_buffer(n, user_ids, product_keys)
+    fill_seconds = time.perf_counter() - t0
+
+    batch_rates: list[float] = []
+    stored = 0
+    start = time.perf_counter()
+    while True:
+        b0 = time.perf_counter()
+        result = buffer.flush(batch_size=batch_size, max_batches=1)
+        if not result.delivered:
+            break
+        batch_rates.append(result.delivered / (time.perf_counter() - b0))
+        stored += result.stored
+    seconds = time.perf_counter() - start
+    count = Event.objects.count()
+    return {
+        "events": n,
+        "stored": stored,
+        "rows": count,
+        "seconds": seconds,
+        "rate": count / seconds,
+        "slowest_batch_rate": min(batch_rates),
+        "median_batch_rate": statistics.median(batch_rates),
+        "fill_seconds": fill_seconds,
+    }
+
+
+# --- 3. beacon under gunicorn ------
+
+
+def _load_worker(args: tuple[int, list[str], list[str], float, int, int]) -> dict[str, Any]:
+    port, cookies, product_keys, deadline, threads, seed = args
+    statuses: Counter[int] = Counter()
+    accepted: list[str] = []
+    sent_events = 0
+    lock = threading.Lock()
+
+    def run(thread_no: int) -> None:
+        nonlocal sent_events
+        rng = random.Random(seed * 100 + thread_no)
+        mine = cookies[thread_no::threads]
+        conn = HTTPConnection("127.0.0.1", port, timeout=30)
+        previous: tuple[bytes, list[str]] | None = None
+        i = 0
+        while time.time() < deadline:
+            if previous is not None and rng.random() < 0.01:
+                body, ids = previous  # a client retry: the same batch, the same ids
+            else:
+                ids = [str(uuid.uuid4()) for _ in range(BATCH)]
+                events = []
+                for event_id in ids:
+                    kind = rng.choice(("rec_click", "view", "wishlist", "rec_impression"))
+                    event: dict[str, Any] = {"event_type": kind, "client_event_id": event_id}
+                    if kind == "rec_impression":
+                        event.update(
+                            slot="similar", context={"keys": rng.sample(product_keys, 4), "seen": True}
+                        )
+                    else:
+                        event["product_key"] = rng.choice(product_keys)
+                        if kind == "rec_click":
+                            event.update(slot="similar", token="s.sim.1.3.x")
+                    events.append(event)
+                body = json.dumps({"events": events}).encode()
+            headers = {
+                "Content-Type": "text/plain;charset=UTF-8",
+                "User-Agent": UA,
+                "Cookie": mine[i % len(mine)],
+            }
+            i += 1
+            try:
+                conn.request("POST", "/reco/events/", body, headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                conn.close()
+                conn = HTTPConnection("127.0.0.1", port, timeout=30)
+                status = 0
+            with lock:
+                statuses[status] += 1
+                sent_events += BATCH
+                if status == 202:
+                    accepted.extend(ids)
+            previous = (body, ids)
+        conn.close()
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return {"statuses": dict(statuses), "accepted": accepted, "sent_events": sent_events}
+
+
+def bench_beacon(seconds: float, workers: int, loaders: int, threads: int) -> dict[str, Any]:
+    from django.conf import settings
+    from django.db import connections
+    from django.http import HttpResponse
+
+    from demo_shop.catalogue.models import Product
+    from shop_reco.models import Event
+    from shop_reco.tracking import buffer
+    from shop_reco.tracking.identity import Visitor, set_visitor_cookie
+
+    Event.objects.all().delete()
+    product_keys = [str(pk) for pk in Product.objects.values_list("pk", flat=True)]
+    cookies = []
+    name = settings.SHOP_RECO.get("VISITOR_COOKIE_NAME", "shop_reco_vid")
+    for _ in range(4000):  # returning visitors, each with a signed cookie from an earlier page view
+        response = HttpResponse()
+        set_visitor_cookie(response, Visitor(uuid.uuid4().hex, tracking=True))
+        cookies.append(f"{name}={response.cookies[name].value}")
+
+    port = free_port()
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.tracking.settings"}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "bench.tracking.wsgi:application",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "30",
+            "--preload",
+        ],
+        env=env,
+    )
+    stop = threading.Event()
+
+    def flusher() -> None:  # what the Celery beat flush task does in production
+        while not stop.wait(1.0):
+            buffer.flush(wait=1.0)
+        connections.close_all()
+
+    try:
+        wait_port(port)
+        conn = HTTPConnection("127.0.0.1", port, timeout=120)  # warm up both workers
+        for _ in range(8):
+            conn.request("GET", "/reco/events/", headers={"User-Agent": UA})  # 405, stores nothing
+            conn.getresponse().read()
+        conn.close()
+        connections.close_all()
+        flush_thread = threading.Thread(target=flusher)
+        flush_thread.start()
+        start = time.time()
+        deadline = start + seconds
+        shares = [cookies[n::loaders] for n in range(loaders)]
+        with multiprocessing.get_context("fork").Pool(loaders) as pool:
+            parts = pool.map(
+                _load_worker, [(port, shares[n], product_keys, deadline, threads, n) for n in range(loaders)]
+            )
+        elapsed = time.time() - start
+        stop.set()
+        flush_thread.join()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    buffer.flush(wait=10.0)
+
+    statuses: Counter[int] = Counter()
+    accepted: list[str] = []
+    for part in parts:
+        statuses.update(part["statuses"])
+        accepted.extend(part["accepted"])
+    unique = set(accepted)
+    stored_ids = set(Event.objects.values_list("client_event_id", flat=True))
+    return {
+        "seconds": elapsed,
+        "requests": sum(statuses.values()),
+        "statuses": dict(sorted(statuses.items())),
+        "accepted_events": len(accepted),
+        "unique_accepted": len(unique),
+        "rate": len(accepted) / elapsed,
+        "stored_rows": Event.objects.count(),
+        "missing": len(unique - stored_ids),
+        "unexpected": len(stored_ids - unique),
+        "server_errors": sum(n for code, n in statuses.items() if code >= 500 or code == 0),
+    }
+
+
+# --- main ------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="Events to flush (default 1,000,000).")
+    parser.add_argument("--flush-batch", type=int, default=20_000)
+    parser.add_argument("--iterations", type=int, default=20_000, help="Middleware requests per variant.")
+    parser.add_argument("--seconds", type=float, default=20.0, help="Beacon load duration.")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers.")
+    parser.add_argument("--loaders", type=int, default=2, help="Load generator processes.")
+    parser.add_argument("--threads", type=int, default=4, help="Threads per load generator.")
+    args = parser.parse_args()
+
+    import psycopg
+
+    redis_dir = tempfile.mkdtemp(prefix="shop_reco_bench_redis_")
+    redis_port = free_port()
+    subprocess.run(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--dir",
+            redis_dir,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wait_port(redis_port)
+    os.environ["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    os.environ["BENCH_DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.tracking.settings"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DB_NAME}")
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        from demo_shop.catalogue.models import Category, Product
+
+        call_command("migrate", verbosity=0)
+        category = Category.objects.create(name="Bench", slug="bench")
+        Product.objects.bulk_create(
+            [
+                Product(sku=f"B{i}", name=f"Product {i}", category=category, price="4.95", stock=10)
+                for i in range(1, N_PRODUCTS + 1)
+            ]
+        )
+        print(
+            f"PostgreSQL database {DB_NAME}, private redis-server on port {redis_port}, {os.cpu_count()} CPUs"
+        )
+
+        print(
+            f"\n[1/3] middleware overhead: {args.iterations} interleaved requests per variant "
+            "(RequestFactory, full middleware stack, tiny product view)"
+        )
+        m = bench_middleware(args.iterations)
+        for label in ("buffer", "direct"):
+            for kind in ("page", "worker"):
+                on, off = f"{label}_on_{kind}", f"{label}_off_{kind}"
+                print(
+                    f"  {label:6} writes, {kind:6}: p50 {m[on + '_p50']:.3f} vs {m[off + '_p50']:.3f} ms, "
+                    f"p99 {m[on + '_p99']:.3f} vs {m[off + '_p99']:.3f} ms "
+                    f"-> p99 added {m[f'{label}_{kind}_p99_added']:.3f} ms (n={m[f'{label}_n']})"
+                )
+
+        print(
+            f"\n[2/3] flush: {args.events:,} buffered events -> PostgreSQL (COPY, conflict fallback), "
+            f"batches of {args.flush_batch:,}"
+        )
+        f = bench_flush(args.events, args.flush_batch)
+        print(
+            f"  filled Redis in {f['fill_seconds']:.1f} s; flushed {f['rows']:,} rows "
+            f"in {f['seconds']:.1f} s "
+            f"= {f['rate']:,.0f} events/s (median batch {f['median_batch_rate']:,.0f}/s, "
+            f"slowest batch {f['slowest_batch_rate']:,.0f}/s)"
+        )
+
+        print(
+            f"\n[3/3] beacon: gunicorn {args.workers} gthread workers, {args.loaders}x{args.threads} "
+            f"keep-alive clients, batches of {BATCH}, {args.seconds:.0f} s, ~1% retried batches"
+        )
+        b = bench_beacon(args.seconds, args.workers, args.loaders, args.threads)
+        print(
+            f"  {b['requests']} requests {b['statuses']}; accepted {b['accepted_events']:,} events "
+            f"({b['unique_accepted']:,} unique) = {b['rate']:,.0f} events/s; "
+            f"stored rows {b['stored_rows']:,}, "
+            f"missing {b['missing']}, unexpected {b['unexpected']}"
+        )
+
+        checks = [
+            (
+                "middleware p99 added to the page <= 0.5 ms",
+                m["buffer_page_p99_added"] <= 0.5,
+                f"{m['buffer_page_p99_added']:.3f} ms (worker time with the after-response write: "
+                f"{m['buffer_worker_p99_added']:.3f} ms)",
+            ),
+            (
+                "flush >= 50,000 events/s",
+                f["rate"] >= 50_000 and f["rows"] == args.events,
+                f"{f['rate']:,.0f}/s",
+            ),
+            (
+                "beacon >= 2,000 events/s, no 5xx, stored exactly once",
+                b["rate"] >= 2000
+                and b["server_errors"] == 0
+                and b["missing"] == 0
+                and b["unexpected"] == 0
+                and b["stored_rows"] == b["unique_accepted"],
+                f"{b['rate']:,.0f}/s",
+            ),
+        ]
+        print("\nSummary")
+        for label, ok, figure in checks:
+            print(f"  {'PASS' if ok else 'FAIL'}  {label}: {figure}")
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        subprocess.run(["redis-cli", "-p", str(redis_port), "shutdown", "nosave"], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()

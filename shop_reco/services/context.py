@@ -1,0 +1,249 @@
+"""Who is shopping and what this page already shows: the state every slot of one request shares."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.http import HttpRequest
+from django.utils import timezone
+
+from shop_reco.adapters import BaseShopAdapter, get_adapter
+from shop_reco.conf import reco_settings
+from shop_reco.models import Event
+from shop_reco.services.lists import live_version_id
+
+REQUEST_ATTR = "_shop_reco_context"
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    product: Any
+    available: bool
+    category: str
+
+
+@dataclass
+class History:
+    """The shopper's latest views and purchases, newest first, from one indexed query."""
+
+    recent_views: list[str] = field(default_factory=list)
+    purchase_counts: Counter[str] = field(default_factory=Counter)
+    last_purchased: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def purchased(self) -> set[str]:
+        return set(self.purchase_counts)
+
+
+class RecoContext:
+    """One shopper on one page. Slots rendered with the same context never repeat a product."""
+
+    def __init__(
+        self,
+        *,
+        user_id: Any = None,
+        visitor_id: str = "",
+        cart_keys: Iterable[str] = (),
+        shown: Iterable[str] = (),
+        request: HttpRequest | None = None,
+        now: datetime | None = None,
+        adapter: BaseShopAdapter | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.visitor_id = visitor_id or ""
+        self.cart_keys: set[str] = {str(key) for key in cart_keys if key}
+        # The page context: keys earlier slots showed on this page.
+        self.shown: set[str] = {str(key) for key in shown if key}
+        self.request = request
+        self.now = now or timezone.now()
+        self.adapter = adapter or get_adapter()
+        self.products: dict[str, ProductRow | None] = {}
+        self._history: History | None = None
+        self._version_id: int | bool | None = False
+
+    @property
+    def version_id(self) -> int | None:
+        if self._version_id is False:
+            self._version_id = live_version_id()
+        return self._version_id  # type: ignore[return-value]
+
+    @property
+    def has_shopper(self) -> bool:
+        return self.user_id is not None or bool(self.visitor_id)
+
+    @property
+    def history(self) -> History:
+        if self._history is None:
+            self._history = self._load_history()
+        return self._history
+
+    def _load_history(self) -> History:
+        history = History()
+        if not self.has_shopper:
+            return history
+        who = Q()
+        if self.user_id is not None:
+            who |= Q(user_id=self.user_id)
+        if self.visitor_id:
+            who |= Q(visitor_id=self.visitor_id)
+        rows = (
+            Event.objects.filter(who, event_type__in=("view", "purchase"))
+            .exclude(product_key="")
+            .order_by("-occurred_at")
+            .values_list("event_type", "product_key", "occurred_at")[: int(reco_settings.HISTORY_LENGTH)]
+        )
+        seen: set[str] = set()
+        for event_type, key, occurred_at in rows:
+            if event_type == "view":
+                if key not in seen:
+                    seen.add(key)
+                    history.recent_views.append(key)
+            else:
+                history.purchase_counts[key] += 1
+                history.last_purchased.setdefault(key, occurred_at)
+        return history
+
+    # --- products: one query per batch of keys, shared by every slot of the page ---
+
+    def remember(self, product: Any, *, available: bool | None = None) -> str:
+        """Add an already loaded product (the page's own, a catalogue row); returns its key."""
+        key = self.adapter.product_key(product)
+        if key not in self.products or self.products[key] is None:
+            self.products[key] = ProductRow(product, bool(available), self.adapter.product_category(product))
+        return key
+
+    def fetch(self, keys: Iterable[str], *, anchors: Iterable[str] = ()) -> None:
+        """Load every key not loaded yet in one query of available products.
+
+        ``anchors`` (products a reason names, the page's own product) are needed even when unavailable: those
+        not found among the available ones are read in a second query, which only an out-of-stock anchor
+        costs.
+        """
+        anchors = [key for key in anchors if key and key not in self.products]
+        missing = list(dict.fromkeys([key for key in keys if key and key not in self.products] + anchors))
+        if not missing:
+            return
+        self._load(missing, self.adapter.available_products(), available=True)
+        unavailable_anchors = [key for key in anchors if self.products.get(key) is None]
+        if unavailable_anchors:
+            for key in unavailable_anchors:
+                self.products.pop(key, None)
+            self._load(unavailable_anchors, self.adapter.all_products(), available=False)
+
+    def _load(self, keys: list[str], queryset: models.QuerySet, *, available: bool) -> None:
+        pk_field = self.adapter.product_model()._meta.pk
+        assert pk_field is not None
+        clean = []
+        for key in keys:
+            try:
+                clean.append(pk_field.to_python(key))
+            except Exception:  # a malformed key is simply not a product
+                continue
+        if clean:
+            for product in queryset.filter(pk__in=clean).order_by():
+                self.products[self.adapter.product_key(product)] = ProductRow(
+                    product, available, self.adapter.product_category(product)
+                )
+        for key in keys:
+            self.products.setdefault(key, None)
+
+    def row(self, key: str) -> ProductRow | None:
+        if key not in self.products:
+            self.fetch([], anchors=[key])
+        return self.products.get(key)
+
+    def category_of(self, key: str) -> str:
+        row = self.row(key)
+        return row.category if row else ""
+
+
+def coerce_keys(value: Any, adapter: BaseShopAdapter | None = None) -> list[str]:
+    """Product keys from what a template or caller has: keys, products, cart lines, or a mapping of them."""
+    if value is None or value == "":
+        return []
+    adapter = adapter or get_adapter()
+    if isinstance(value, str | int):
+        return [str(value)]
+    if isinstance(value, models.Model):
+        return [adapter.product_key(value)]
+    lines = getattr(value, "lines", None)
+    if isinstance(lines, Mapping):  # a session cart object keyed by product id
+        value = lines
+    if isinstance(value, Mapping):
+        return [str(key) for key in value]
+    keys = []
+    for element in value:
+        if isinstance(element, models.Model):
+            keys.append(adapter.product_key(element))
+        elif hasattr(element, "product"):  # cart or order lines
+            product = element.product
+            keys.append(adapter.product_key(product) if isinstance(product, models.Model) else str(product))
+        elif element not in (None, ""):
+            keys.append(str(element))
+    return keys
+
+
+def request_visitor_id(request: HttpRequest) -> str:
+    """The visitor id of this request, or "" for a visitor minted just now (who has no history yet)."""
+    from shop_reco.tracking.identity import get_visitor
+
+    visitor = get_visitor(request)
+    return "" if visitor.is_new else visitor.id
+
+
+def request_cart_keys(request: HttpRequest, adapter: BaseShopAdapter) -> list[str]:
+    """The shop's cart, through the adapter's optional ``cart_product_keys(request)``."""
+    method = getattr(adapter, "cart_product_keys", None)
+    if method is None:
+        return []
+    return coerce_keys(method(request), adapter)
+
+
+def context_for(
+    request: HttpRequest | None = None,
+    *,
+    user: Any = None,
+    visitor_id: str | None = None,
+    cart: Any = None,
+    shown: Iterable[str] = (),
+) -> RecoContext:
+    """The context of ``request`` (created once and kept on it), or one built for a given shopper.
+
+    ``user``/``visitor_id`` build a context for someone else (staff preview, admin, tasks); such a context is
+    never stored on the request, so a preview cannot leak into the page's own slots.
+    """
+    adapter = get_adapter()
+    if request is not None and user is None and visitor_id is None:
+        existing = getattr(request, REQUEST_ATTR, None)
+        if existing is not None:
+            if cart is not None:
+                existing.cart_keys |= set(coerce_keys(cart, adapter))
+            existing.shown |= {str(key) for key in shown}
+            return existing
+        shopper = adapter.get_user(request)
+        cart_keys = coerce_keys(cart, adapter) if cart is not None else request_cart_keys(request, adapter)
+        context = RecoContext(
+            user_id=shopper.pk if shopper is not None else None,
+            visitor_id=request_visitor_id(request),
+            cart_keys=cart_keys,
+            shown=shown,
+            request=request,
+            adapter=adapter,
+        )
+        setattr(request, REQUEST_ATTR, context)
+        return context
+    user_id = getattr(user, "pk", user)
+    return RecoContext(
+        user_id=user_id,
+        visitor_id=visitor_id or "",
+        cart_keys=coerce_keys(cart, adapter),
+        shown=shown,
+        request=None,
+        adapter=adapter,
+    )

@@ -1,0 +1,215 @@
+"""Read path for stored lists: the live score version, its lists, and the live-popular fallback, all cached.
+
+Published lists never change, so a list is cached under its version id: a new version is simply a new key and
+nothing needs purging. Two levels: a small per-process LRU (no network round trip on the hot path) in front of
+the Django cache (Redis in production, shared by all workers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.db.models import Case, FloatField, Q, Sum, Value, When
+from django.utils import timezone
+
+from shop_reco.conf import reco_settings
+from shop_reco.models import Event, RecommendationList, ScoreVersion
+
+LIVE_POPULAR = "live_popular"  # source name of the aggregate computed from events when nothing is published
+CATALOGUE = "catalogue"  # source name of the last resort: any available product
+
+_LOCAL_MAX = 20_000  # entries in the per-process LRU; one entry is one list of <= LIST_LENGTH keys
+_LIVE_POPULAR_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    kind: str
+    subject: str
+    source: str
+
+
+@dataclass(frozen=True)
+class StoredList:
+    keys: tuple[str, ...]
+    scores: tuple[float, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+
+EMPTY = StoredList((), ())
+
+
+class _LRU:
+    """A thread-safe bounded mapping (gunicorn threads, runserver)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self.lock:
+            value = self.data.get(key)
+            if value is not None:
+                self.data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self.lock:
+            self.data[key] = value
+            self.data.move_to_end(key)
+            while len(self.data) > self.size:
+                self.data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+
+
+_lists = _LRU(_LOCAL_MAX)
+_memo = _LRU(256)  # short-lived values: (expires_at, value)
+
+
+def clear_caches() -> None:
+    """Forget everything this process memoised (tests, and after publishing by hand)."""
+    _lists.clear()
+    _memo.clear()
+
+
+def _memo_get(key: Any) -> Any:
+    hit = _memo.get(key)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit
+    return None
+
+
+def _memo_put(key: Any, value: Any, seconds: float) -> None:
+    _memo.put(key, (time.monotonic() + seconds, value))
+
+
+def live_version_id(family: str | None = None) -> int | None:
+    """Id of the newest published version of ``family`` (default ``SCORE_FAMILY``), memoised briefly."""
+    family = family or reco_settings.SCORE_FAMILY
+    hit = _memo_get(("version", family))
+    if hit is not None:
+        return hit[1]
+    version_id = (
+        ScoreVersion.objects.filter(family=family, status=ScoreVersion.Status.PUBLISHED)
+        .order_by("-published_at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    _memo_put(("version", family), version_id, float(reco_settings.VERSION_CACHE_SECONDS))
+    return version_id
+
+
+def _cache_key(version_id: int, spec: ListSpec) -> str:
+    subject = spec.subject
+    if not subject.isascii() or not subject.replace("-", "").replace("_", "").isalnum() or len(subject) > 64:
+        # Category names have spaces and may be long; memcached-safe keys need a digest.
+        subject = "h" + hashlib.md5(subject.encode(), usedforsecurity=False).hexdigest()
+    return f"shop_reco:l:{version_id}:{spec.kind}:{spec.source}:{subject}"
+
+
+def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSpec, StoredList]:
+    """Stored lists for ``specs`` of one version: memory, then the cache, then ONE query for the rest."""
+    specs = list(dict.fromkeys(specs))
+    if version_id is None or not specs:
+        return dict.fromkeys(specs, EMPTY)
+    found: dict[ListSpec, StoredList] = {}
+    missing: list[ListSpec] = []
+    for spec in specs:
+        hit = _lists.get((version_id, spec))
+        if hit is None:
+            missing.append(spec)
+        else:
+            found[spec] = hit
+    if not missing:
+        return found
+    keys = {_cache_key(version_id, spec): spec for spec in missing}
+    cached = cache.get_many(list(keys))
+    for cache_key, raw in cached.items():
+        spec = keys.pop(cache_key)
+        stored = StoredList(tuple(raw[0]), tuple(raw[1])) if raw else EMPTY
+        found[spec] = stored
+        _lists.put((version_id, spec), stored)
+    if keys:
+        fetched = _query_lists(version_id, list(keys.values()))
+        to_cache = {}
+        for cache_key, spec in keys.items():
+            stored = fetched.get(spec, EMPTY)
+            found[spec] = stored
+            _lists.put((version_id, spec), stored)
+            # An absent list is cached too (as an empty tuple), so misses cost no query either.
+            to_cache[cache_key] = (list(stored.keys), list(stored.scores)) if stored else ()
+        cache.set_many(to_cache, timeout=reco_settings.LIST_CACHE_SECONDS)
+    return found
+
+
+def _query_lists(version_id: int, specs: Sequence[ListSpec]) -> dict[ListSpec, StoredList]:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for spec in specs:
+        groups.setdefault((spec.kind, spec.source), []).append(spec.subject)
+    condition = Q()
+    for (kind, source), subjects in groups.items():
+        condition |= Q(kind=kind, source=source, subject__in=subjects)
+    rows = RecommendationList.objects.filter(condition, version_id=version_id).values_list(
+        "kind", "subject", "source", "item_keys", "scores"
+    )
+    result = {}
+    for kind, subject, source, item_keys, scores in rows:
+        keys = tuple(str(key) for key in item_keys or ())
+        values = tuple(float(score) for score in scores or ())
+        if len(values) != len(keys):  # a list without scores ranks by position
+            values = tuple(1.0 / (1 + rank) for rank in range(len(keys)))
+        result[ListSpec(kind, subject, source)] = StoredList(keys, values)
+    return result
+
+
+def live_popular(limit: int = 200) -> StoredList:
+    """Popular products from recent events in one aggregate query, for shops that never published scores."""
+    hit = _memo_get("live_popular")
+    if hit is not None:
+        return hit[1]
+    cache_key = "shop_reco:live_popular"
+    raw = cache.get(cache_key)
+    if raw is None:
+        weights = reco_settings.EVENT_WEIGHTS
+        counted = [name for name in ("purchase", "add_to_cart", "view") if weights.get(name, 0) > 0]
+        since = timezone.now() - timedelta(days=float(reco_settings.LIVE_POPULAR_DAYS))
+        weight = Case(
+            *(When(event_type=name, then=Value(float(weights[name]))) for name in counted),
+            default=Value(0.0),
+            output_field=FloatField(),
+        )
+        rows = (
+            Event.objects.filter(occurred_at__gte=since, event_type__in=counted)
+            .exclude(product_key="")
+            .values("product_key")
+            .annotate(score=Sum(weight))
+            .order_by("-score", "product_key")[:limit]
+        )
+        raw = [(row["product_key"], float(row["score"])) for row in rows]
+        cache.set(cache_key, raw, timeout=_LIVE_POPULAR_SECONDS)
+    stored = StoredList(tuple(key for key, _ in raw), tuple(score for _, score in raw))
+    _memo_put("live_popular", stored, min(_LIVE_POPULAR_SECONDS, 10))
+    return stored
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("SHOP_RECO", "CACHES"):
+        clear_caches()
+
+
+setting_changed.connect(_reset)

@@ -1,0 +1,687 @@
+"""Recommendation slots: one public function per slot, shared by template tags, API views and admin preview.
+
+Every slot reads the stored lists of the live score version, walks a fallback chain until it has enough
+candidates, and applies the business rules at read time:
+
+- only available products (``adapter.available_products()``), never the page's own product, the cart, or
+  (per slot) what the shopper bought;
+- merchandising rules (pin, boost, bury, exclude; by product or category; optional dates);
+- a per-slot diversity cap (at most N per category);
+- no product repeated across the slots of one page (the :class:`RecoContext` kept on the request).
+
+Each item says which source produced it and carries a short reason and an attribution token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.utils.translation import gettext
+
+from shop_reco import sources
+from shop_reco.attribution import QUERY_PARAM, make_token
+from shop_reco.conf import reco_settings
+from shop_reco.models import MerchandisingRule
+from shop_reco.services.context import RecoContext, context_for
+from shop_reco.services.fallbacks import (
+    Candidate,
+    catalogue_stage,
+    category_catalogue_stage,
+    category_stage,
+    global_stage,
+    list_stage,
+    live_popular_stage,
+)
+from shop_reco.services.lists import ListSpec
+from shop_reco.services.rules import Rule, active_rules, rules_for_slot
+
+logger = logging.getLogger("shop_reco.recommendations")
+
+SIMILAR = "similar"
+BOUGHT_TOGETHER = "bought_together"
+CART = "cart"
+FOR_YOU = "for_you"
+TRENDING = "trending"
+RECENTLY_VIEWED = "recently_viewed"
+BUY_AGAIN = "buy_again"
+SLOTS = (SIMILAR, BOUGHT_TOGETHER, CART, FOR_YOU, TRENDING, RECENTLY_VIEWED, BUY_AGAIN)
+
+# Options per slot; SHOP_RECO["SLOTS"] overrides them key by key.
+#   limit: items shown; max_per_category: diversity cap (None: no cap); exclude_purchased: hide what the
+#   shopper bought; fallback: use the generic chain (popular, any product) when the slot's own sources
+#   give nothing; top_up: also fill a short slot from it. Recently viewed and buy again show only the
+#   shopper's own history by default (a "recently viewed" row of bestsellers would mislead), and a bundle
+#   is never padded with unrelated products.
+SLOT_DEFAULTS: dict[str, dict[str, Any]] = {
+    SIMILAR: {
+        "limit": 6,
+        "max_per_category": None,
+        "exclude_purchased": True,
+        "fallback": True,
+        "top_up": True,
+    },
+    BOUGHT_TOGETHER: {
+        "limit": 3,
+        "max_per_category": None,
+        "exclude_purchased": True,
+        "fallback": True,
+        "top_up": False,
+    },
+    CART: {"limit": 6, "max_per_category": 3, "exclude_purchased": True, "fallback": True, "top_up": True},
+    FOR_YOU: {"limit": 8, "max_per_category": 3, "exclude_purchased": True, "fallback": True, "top_up": True},
+    TRENDING: {
+        "limit": 8,
+        "max_per_category": 3,
+        "exclude_purchased": False,
+        "fallback": True,
+        "top_up": True,
+    },
+    RECENTLY_VIEWED: {
+        "limit": 8,
+        "max_per_category": None,
+        "exclude_purchased": False,
+        "fallback": False,
+        "top_up": False,
+    },
+    BUY_AGAIN: {
+        "limit": 8,
+        "max_per_category": None,
+        "exclude_purchased": False,
+        "fallback": False,
+        "top_up": False,
+    },
+}
+OPTION_NAMES = frozenset(SLOT_DEFAULTS[SIMILAR])
+
+# Sources that come from a stored list of the live version (the others are live or rule-made).
+STORED_SOURCES = frozenset(sources.ALL_SOURCES)
+PINNED = "pinned"
+RECENT = "recently_viewed"
+PURCHASE_HISTORY = "purchase_history"
+
+_REASONS: dict[str, Callable[[], str]] = {
+    # Built lazily so the active language at render time is used.
+    "similar_to": lambda: gettext("Similar to %(anchor)s"),
+    "viewed": lambda: gettext("Because you viewed %(anchor)s"),
+    "often_with": lambda: gettext("Often bought with %(anchor)s"),
+    "bought_with": lambda: gettext("Customers who bought %(anchor)s also bought"),
+    "in_cart": lambda: gettext("Goes with %(anchor)s in your basket"),
+    "for_you": lambda: gettext("Recommended for you"),
+    "trending_in": lambda: gettext("Trending in %(category)s"),
+    "popular_in": lambda: gettext("Popular in %(category)s"),
+    "trending": lambda: gettext("Trending now"),
+    "popular": lambda: gettext("Popular right now"),
+    "recently_viewed": lambda: gettext("You viewed this recently"),
+    "bought_before": lambda: gettext("You bought this before"),
+    "bought_times": lambda: gettext("You bought this %(count)s times"),
+    "catalogue": lambda: gettext("From our range"),
+    "more_in": lambda: gettext("More in %(category)s"),
+    "pinned": lambda: gettext("Featured"),
+}
+_GENERIC_REASON = {
+    "similar_to": "for_you",
+    "viewed": "for_you",
+    "often_with": "popular",
+    "bought_with": "popular",
+}
+
+
+def slot_options(slot: str) -> dict[str, Any]:
+    """The built-in options of ``slot`` with the shop's overrides."""
+    base = dict(SLOT_DEFAULTS.get(slot, SLOT_DEFAULTS[FOR_YOU]))
+    overrides = reco_settings.SLOTS or {}
+    base.update(overrides.get(slot, {}) if isinstance(overrides, dict) else {})
+    return base
+
+
+@dataclass
+class RecoItem:
+    """One recommended product as shown: what, why, and how to attribute a click."""
+
+    key: str
+    product: Any
+    source: str
+    reason: str
+    reason_code: str
+    score: float
+    position: int
+    token: str
+    version_id: int | None
+    name: str
+    url: str
+    image_url: str
+    price: Decimal | None
+    category: str
+    anchor_key: str = ""
+
+    @property
+    def tracked_url(self) -> str:
+        """The product URL with ``?rt=`` for places the beacon cannot see (emails, other hosts)."""
+        if not self.url:
+            return ""
+        joiner = "&" if "?" in self.url else "?"
+        return f"{self.url}{joiner}{QUERY_PARAM}={self.token}"
+
+
+@dataclass
+class SlotResult:
+    slot: str
+    items: list[RecoItem]
+    version_id: int | None
+    anchor: Any = None  # the product the slot is about (product-page slots)
+    bundle_price: Decimal | None = None  # bought together: the page's product plus every item shown
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def keys(self) -> list[str]:
+        return [item.key for item in self.items]
+
+    def __iter__(self) -> Iterator[RecoItem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+Stage = Callable[[RecoContext], list[Candidate]]
+
+
+# --- assembly: the fallback chain, the rules, the page context ---
+
+
+def _assemble(
+    slot: str,
+    context: RecoContext,
+    stages: Iterable[Stage],
+    *,
+    limit: int | None,
+    exclude: Iterable[str] = (),
+    anchors: Iterable[str] = (),
+    cap: int | bool | None = True,
+) -> list[RecoItem]:
+    options = slot_options(slot)
+    limit = int(limit if limit is not None else options["limit"])
+    if limit <= 0:
+        return []
+    max_per_category = options["max_per_category"] if cap is True else (cap or None)
+    rules = rules_for_slot(active_rules(context.version_id, context.now), slot, context.now)
+    blocked = set(exclude) | context.shown | context.cart_keys
+    if options["exclude_purchased"] and context.has_shopper:
+        blocked |= context.history.purchased
+    blocked |= {rule.product_key for rule in rules if rule.action == "exclude" and rule.product_key}
+    pins = [rule for rule in rules if rule.action == MerchandisingRule.Action.PIN]
+    # Anchors (named by reasons) load with the first batch, even when out of stock.
+    prefetch = list(anchors)
+
+    candidates: dict[str, Candidate] = {}
+    ordered: list[str] = []
+    stage_list = list(stages)
+    if not options["fallback"]:
+        stage_list = stage_list[:1]
+    ranked: list[str] = []
+    for index, stage in enumerate(stage_list):
+        produced = stage(context)
+        if produced:
+            _merge(candidates, produced, index, blocked)
+            ordered = sorted(candidates, key=lambda key: -candidates[key].score)
+        ranked = _rank_window(
+            context, ordered, candidates, rules, pins, blocked, limit, max_per_category, prefetch
+        )
+        prefetch = []
+        if len(ranked) >= limit or (ranked and not options["top_up"]):
+            break
+    return _items(slot, context, ranked[:limit], candidates)
+
+
+def _merge(
+    candidates: dict[str, Candidate], produced: list[Candidate], index: int, blocked: set[str]
+) -> None:
+    fresh = [cand for cand in produced if cand.key not in candidates and cand.key not in blocked]
+    if not fresh:
+        return
+    # Scores of one stage map to [0.5, 1] and stage i is weighted 0.4**i: without rules every item of a
+    # stage ranks above the next stage, and a boost of 2 or more can lift an item about one stage.
+    top = max(cand.score for cand in fresh)
+    low = min(cand.score for cand in fresh)
+    spread = (top - low) or 1.0
+    weight = 0.4**index
+    for cand in fresh:
+        normalised = 0.5 + 0.5 * (cand.score - low) / spread if top != low else 1.0
+        candidates[cand.key] = Candidate(
+            cand.key, normalised * weight, cand.source, cand.reason, cand.anchor, cand.extra
+        )
+
+
+def _rank_window(
+    context: RecoContext,
+    ordered: list[str],
+    candidates: dict[str, Candidate],
+    rules: list[Rule],
+    pins: list[Rule],
+    blocked: set[str],
+    limit: int,
+    cap: int | None,
+    prefetch: list[str],
+) -> list[str]:
+    """Rank the best candidates, loading products in batches only as far down the list as needed."""
+    # Only the top of the list is loaded: twice the slot (for unavailable items and the diversity cap),
+    # four times when a category pin or boost may lift items from further down (their category needs the row).
+    wide = any(rule.category and rule.action in ("pin", "boost") for rule in rules)
+    wanted = limit * 4 + 2 if wide else limit * 2 + 2
+    position = 0
+    while True:
+        # Load enough of the list to fill the slot twice over (unavailable items, diversity cap).
+        window: list[str] = []
+        usable = 0
+        for key in ordered[position:]:
+            row = context.products.get(key, False)
+            if row is False:
+                window.append(key)
+                usable += 1
+            elif row is not None and row.available:
+                usable += 1
+            position += 1
+            if usable >= wanted:
+                break
+        # Pinned products, and boosted ones further down the list, load in the same query.
+        ruled = [rule.product_key for rule in rules if rule.product_key and rule.action in ("pin", "boost")]
+        ruled = [key for key in ruled if rule_keys_wanted(key, candidates, pins)]
+        context.fetch(window + ruled, anchors=prefetch)
+        prefetch = []
+        considered = ordered[:position]
+        seen = set(considered)
+        considered += [key for key in ruled if key in candidates and key not in seen]
+        ranked = _apply_rules(context, considered, candidates, rules, pins, blocked, cap)
+        if len(ranked) >= limit or position >= len(ordered):
+            return ranked
+
+
+def rule_keys_wanted(key: str, candidates: dict[str, Candidate], pins: list[Rule]) -> bool:
+    return key in candidates or any(pin.product_key == key for pin in pins)
+
+
+def _apply_rules(
+    context: RecoContext,
+    keys: list[str],
+    candidates: dict[str, Candidate],
+    rules: list[Rule],
+    pins: list[Rule],
+    blocked: set[str],
+    cap: int | None,
+) -> list[str]:
+    excludes = [rule for rule in rules if rule.action == "exclude"]
+    weights = [rule for rule in rules if rule.action in ("boost", "bury")]
+    scored = []
+    for key in keys:
+        row = context.products.get(key)
+        if row is None or not row.available or key in blocked:
+            continue
+        if any(rule.matches(key, row.category) for rule in excludes):
+            continue
+        score = candidates[key].score
+        for rule in weights:
+            if rule.matches(key, row.category):
+                score *= rule.multiplier
+        scored.append((-score, key))
+    scored.sort()
+    ranked = [key for _, key in scored]
+    pinned: set[str] = set()
+    for pin in sorted(pins, key=lambda rule: rule.position):
+        if pin.product_key:
+            row = context.products.get(pin.product_key)
+            if row is None or not row.available or pin.product_key in blocked:
+                continue
+            if any(rule.matches(pin.product_key, row.category) for rule in excludes):
+                continue
+            if pin.product_key in ranked:
+                ranked.remove(pin.product_key)
+            if pin.product_key not in candidates:
+                candidates[pin.product_key] = Candidate(pin.product_key, 0.0, PINNED, "pinned")
+            ranked.insert(pin.position - 1, pin.product_key)
+            pinned.add(pin.product_key)
+        else:
+            members = [key for key in ranked if context.products[key].category == pin.category]  # type: ignore[union-attr]
+            rest = [key for key in ranked if key not in members]
+            ranked = rest[: pin.position - 1] + members + rest[pin.position - 1 :]
+            pinned.update(members)
+    if not cap:
+        return ranked
+    counts: dict[str, int] = {}
+    diverse = []
+    for key in ranked:
+        category = context.products[key].category  # type: ignore[union-attr]
+        if category and counts.get(category, 0) >= cap and key not in pinned:
+            continue
+        counts[category] = counts.get(category, 0) + 1
+        diverse.append(key)
+    return diverse
+
+
+def _items(
+    slot: str, context: RecoContext, keys: list[str], candidates: dict[str, Candidate]
+) -> list[RecoItem]:
+    adapter = context.adapter
+    version_id = context.version_id
+    items = []
+    for position, key in enumerate(keys, start=1):
+        row = context.products[key]
+        assert row is not None
+        cand = candidates[key]
+        product = row.product
+        item_version = version_id if cand.source in STORED_SOURCES else None
+        items.append(
+            RecoItem(
+                key=key,
+                product=product,
+                source=cand.source,
+                reason=_reason(context, cand, row.category),
+                reason_code=cand.reason,
+                score=round(cand.score, 6),
+                position=position,
+                token=make_token(slot, cand.source, item_version, position, key),
+                version_id=item_version,
+                name=adapter.product_name(product),
+                url=adapter.product_url(product),
+                image_url=adapter.product_image_url(product),
+                price=adapter.product_price(product),
+                category=row.category,
+                anchor_key=cand.anchor,
+            )
+        )
+    # The page context: later slots of this page skip what this one shows.
+    context.shown.update(keys)
+    return items
+
+
+def _reason(context: RecoContext, cand: Candidate, category: str) -> str:
+    code = cand.reason
+    if code == "bought_before" and cand.extra.get("count", 1) > 1:
+        return _REASONS["bought_times"]() % {"count": cand.extra["count"]}
+    if code in ("trending_in", "popular_in", "more_in"):
+        name = cand.extra.get("category") or category
+        if not name:
+            code = {"trending_in": "trending", "popular_in": "popular"}.get(code, "catalogue")
+        return _REASONS[code]() % {"category": name}
+    template = _REASONS.get(code, _REASONS["for_you"])()
+    if "%(anchor)s" in template:
+        row = context.products.get(cand.anchor) if cand.anchor else None
+        if row is None:
+            return _REASONS[_GENERIC_REASON.get(code, "for_you")]()
+        return template % {"anchor": context.adapter.product_name(row.product)}
+    return template
+
+
+# --- stages shared by several slots ---
+
+
+def _tail(context: RecoContext, *, category_of: Callable[[], str] | None = None) -> list[Stage]:
+    """The common end of every chain: trending in the category, popular overall, live popular, anything."""
+    stages: list[Stage] = []
+    if category_of is not None:
+        stages.append(lambda ctx: category_stage(ctx, category_of()))
+    stages += [global_stage, live_popular_stage, catalogue_stage]
+    return stages
+
+
+def _personal_stage(context: RecoContext) -> list[Candidate]:
+    specs = []
+    if context.user_id is not None:
+        specs.append((ListSpec("user", str(context.user_id), sources.FOR_SHOPPER), 1.0, "for_you", ""))
+    if context.visitor_id:
+        # A signed-in shopper's own list leads; the browser's anonymous list only tops it up.
+        weight = 0.4 if context.user_id is not None else 1.0
+        specs.append((ListSpec("visitor", context.visitor_id, sources.FOR_SHOPPER), weight, "for_you", ""))
+    return list_stage(context, specs)
+
+
+def _session_stage(context: RecoContext, *, skip_last: bool = False) -> list[Candidate]:
+    """Products bought with the session's recent views, the most recent weighing most."""
+    views = context.history.recent_views[:5] if context.has_shopper else []
+    specs = [
+        (ListSpec("product", key, sources.BOUGHT_TOGETHER), 1.0 - 0.15 * rank, "viewed", key)
+        for rank, key in enumerate(views)
+    ]
+    return list_stage(context, specs)
+
+
+def _similar_specs(
+    key: str, weight: float = 1.0, reason: str = "similar_to"
+) -> list[tuple[ListSpec, float, str, str]]:
+    return [
+        (ListSpec("product", key, sources.SIMILAR_HYBRID), weight, reason, key),
+        (ListSpec("product", key, sources.SIMILAR_CF), weight * 0.6, reason, key),
+        (ListSpec("product", key, sources.SIMILAR_CONTENT), weight * 0.6, reason, key),
+    ]
+
+
+def _last_viewed(context: RecoContext) -> str:
+    views = context.history.recent_views if context.has_shopper else []
+    return views[0] if views else ""
+
+
+# --- the slots ---
+
+
+def _product_key(context: RecoContext, product: Any) -> str:
+    if product is None or product == "":
+        return ""
+    if isinstance(product, str | int):
+        return str(product)
+    return context.remember(product)
+
+
+def similar_products(
+    product: Any, *, context: RecoContext | None = None, limit: int | None = None
+) -> SlotResult:
+    """Products like ``product`` (an instance or key), for the product page."""
+    context = context or context_for()
+    key = _product_key(context, product)
+    stages: list[Stage] = [lambda ctx: list_stage(ctx, _similar_specs(key))]
+    stages += _tail(context, category_of=lambda: context.category_of(key))
+    items = _assemble(SIMILAR, context, stages, limit=limit, exclude=[key], anchors=[key])
+    return SlotResult(SIMILAR, items, context.version_id, anchor=_anchor(context, key))
+
+
+def bought_together(
+    product: Any, *, context: RecoContext | None = None, limit: int | None = None
+) -> SlotResult:
+    """Products often bought with ``product``, with the price of the whole bundle."""
+    context = context or context_for()
+    key = _product_key(context, product)
+    stages: list[Stage] = [
+        lambda ctx: list_stage(
+            ctx, [(ListSpec("product", key, sources.BOUGHT_TOGETHER), 1.0, "often_with", key)]
+        )
+    ]
+    stages += _tail(context, category_of=lambda: context.category_of(key))
+    items = _assemble(BOUGHT_TOGETHER, context, stages, limit=limit, exclude=[key], anchors=[key])
+    anchor = _anchor(context, key)
+    bundle_price = None
+    if anchor is not None and items:
+        prices = [context.adapter.product_price(anchor)] + [item.price for item in items]
+        if all(price is not None for price in prices):
+            bundle_price = sum(prices, Decimal("0"))  # type: ignore[arg-type]
+    return SlotResult(BOUGHT_TOGETHER, items, context.version_id, anchor=anchor, bundle_price=bundle_price)
+
+
+def cart_recommendations(
+    cart: Any = None, *, context: RecoContext | None = None, limit: int | None = None
+) -> SlotResult:
+    """Products that go with everything in the cart (``cart``: keys, products or lines; default: the shop's).
+
+    The bought-together and similar lists of every cart item are blended.
+    """
+    context = context or context_for(cart=cart)
+    if cart is not None:
+        from shop_reco.services.context import coerce_keys
+
+        context.cart_keys |= set(coerce_keys(cart, context.adapter))
+    cart_keys = sorted(context.cart_keys)
+
+    def cart_stage(ctx: RecoContext) -> list[Candidate]:
+        specs = []
+        for key in cart_keys:
+            specs.append((ListSpec("product", key, sources.BOUGHT_TOGETHER), 1.0, "in_cart", key))
+            specs += _similar_specs(key, 0.6, "in_cart")
+        return list_stage(ctx, specs)
+
+    def cart_category() -> str:
+        ctx_rows = [context.row(key) for key in cart_keys]
+        categories = [row.category for row in ctx_rows if row is not None and row.category]
+        return max(set(categories), key=categories.count) if categories else ""
+
+    stages: list[Stage] = [cart_stage, _personal_stage]
+    stages += _tail(context, category_of=cart_category if cart_keys else None)
+    items = _assemble(CART, context, stages, limit=limit, anchors=cart_keys)
+    return SlotResult(CART, items, context.version_id)
+
+
+def recommended_for_you(*, context: RecoContext | None = None, limit: int | None = None) -> SlotResult:
+    """The home-page slot: personal, then from the session's views, then generic, never empty."""
+    context = context or context_for()
+    last = _last_viewed(context)
+    stages: list[Stage] = [_personal_stage, _session_stage]
+    if last:
+        stages.append(lambda ctx: list_stage(ctx, _similar_specs(last)))
+    stages += _tail(context, category_of=(lambda: context.category_of(last)) if last else None)
+    anchors = context.history.recent_views[:5] if context.has_shopper else []
+    items = _assemble(FOR_YOU, context, stages, limit=limit, anchors=anchors)
+    return SlotResult(FOR_YOU, items, context.version_id)
+
+
+def trending(
+    category: str | None = None, *, context: RecoContext | None = None, limit: int | None = None
+) -> SlotResult:
+    """Trending overall, or in one category (a category slot is not capped by the diversity rule)."""
+    context = context or context_for()
+    stages: list[Stage]
+    if category:
+        stages = [
+            lambda ctx: category_stage(ctx, category),
+            lambda ctx: category_catalogue_stage(ctx, category),
+            global_stage,
+            live_popular_stage,
+            catalogue_stage,
+        ]
+    else:
+        stages = [global_stage, live_popular_stage, catalogue_stage]
+    items = _assemble(TRENDING, context, stages, limit=limit, cap=None if category else True)
+    return SlotResult(TRENDING, items, context.version_id, extra={"category": category or ""})
+
+
+def recently_viewed(
+    *, context: RecoContext | None = None, limit: int | None = None, exclude_product: Any = None
+) -> SlotResult:
+    """The shopper's own recent views, newest first (optionally without the page's product)."""
+    context = context or context_for()
+    current = _product_key(context, exclude_product)
+
+    def history_stage(ctx: RecoContext) -> list[Candidate]:
+        views = ctx.history.recent_views if ctx.has_shopper else []
+        count = len(views)
+        return [
+            Candidate(key, float(count - rank), RECENT, "recently_viewed") for rank, key in enumerate(views)
+        ]
+
+    stages: list[Stage] = [history_stage, *_tail(context)]
+    items = _assemble(RECENTLY_VIEWED, context, stages, limit=limit, exclude=[current] if current else [])
+    return SlotResult(RECENTLY_VIEWED, items, context.version_id)
+
+
+def buy_again(*, context: RecoContext | None = None, limit: int | None = None) -> SlotResult:
+    """What the shopper bought before (most often, then most recently), plus the stored buy-again list."""
+    context = context or context_for()
+
+    def history_stage(ctx: RecoContext) -> list[Candidate]:
+        if not ctx.has_shopper:
+            return []
+        history = ctx.history
+        newest = sorted(history.last_purchased, key=lambda key: history.last_purchased[key], reverse=True)
+        count = len(newest)
+        found = {
+            key: Candidate(
+                key,
+                history.purchase_counts[key] * (count + 1) + (count - rank),
+                PURCHASE_HISTORY,
+                "bought_before",
+                extra={"count": history.purchase_counts[key]},
+            )
+            for rank, key in enumerate(newest)
+        }
+        specs = []
+        if ctx.user_id is not None:
+            specs.append((ListSpec("user", str(ctx.user_id), sources.BUY_AGAIN), 1.0, "bought_before", ""))
+        if ctx.visitor_id:
+            specs.append((ListSpec("visitor", ctx.visitor_id, sources.BUY_AGAIN), 1.0, "bought_before", ""))
+        top = max((cand.score for cand in found.values()), default=1.0)
+        for cand in list_stage(ctx, specs):
+            # The stored list ranks repurchase candidates; it adds to, never replaces, the plain history.
+            if cand.key in found:
+                old = found[cand.key]
+                found[cand.key] = Candidate(
+                    old.key, old.score + cand.score * top, old.source, old.reason, "", old.extra
+                )
+            else:
+                found[cand.key] = Candidate(cand.key, cand.score * top * 0.5, cand.source, "bought_before")
+        return list(found.values())
+
+    stages: list[Stage] = [history_stage, *_tail(context)]
+    items = _assemble(BUY_AGAIN, context, stages, limit=limit)
+    return SlotResult(BUY_AGAIN, items, context.version_id)
+
+
+def _anchor(context: RecoContext, key: str) -> Any:
+    row = context.products.get(key) if key else None
+    return row.product if row is not None else None
+
+
+# --- one entry point by slot name, for tags, views and the admin preview ---
+
+SLOT_FUNCTIONS: dict[str, Callable[..., SlotResult]] = {
+    SIMILAR: similar_products,
+    BOUGHT_TOGETHER: bought_together,
+    CART: cart_recommendations,
+    FOR_YOU: recommended_for_you,
+    TRENDING: trending,
+    RECENTLY_VIEWED: recently_viewed,
+    BUY_AGAIN: buy_again,
+}
+
+
+def recommend(slot: str, *args: Any, **kwargs: Any) -> SlotResult:
+    """Call the slot function named ``slot``."""
+    try:
+        function = SLOT_FUNCTIONS[slot]
+    except KeyError:
+        raise ValueError(
+            f"Unknown recommendation slot {slot!r}; expected one of {', '.join(SLOTS)}."
+        ) from None
+    return function(*args, **kwargs)
+
+
+def record_impression(context: RecoContext, result: SlotResult) -> None:
+    """One rec_impression event per rendered slot, with the keys shown, through shop_reco.track()."""
+    if not result.items or context.request is None or not reco_settings.TRACK_IMPRESSIONS:
+        return
+    _track_impression(
+        context.request,
+        slot=result.slot,
+        context={
+            "keys": result.keys,
+            "sources": [item.source for item in result.items],
+            "version": result.version_id,
+        },
+    )
+
+
+def _track_impression(request: Any, **fields: Any) -> None:
+    from shop_reco import track
+
+    track("rec_impression", request=request, **fields)

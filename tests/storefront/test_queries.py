@@ -1,0 +1,50 @@
+"""The read path stays at very few queries: warm, one product fetch (plus the shopper's history)."""
+
+from __future__ import annotations
+
+from shop_reco.services import recommendations as reco
+from shop_reco.services.context import context_for
+from shop_reco.testing import publish_lists
+from tests.storefront.test_slots import VISITOR, view
+
+
+def test_cold_then_warm_query_counts(catalogue, django_assert_num_queries):
+    k = catalogue.key
+    publish_lists(
+        {
+            ("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Kitchen 3", "Garden 1"),
+            ("visitor", VISITOR, "for_you"): catalogue.keys("Toys 1", "Toys 2", "Toys 3"),
+        }
+    )
+    view(k("Kitchen 1"), 3)
+    # Cold: version, lists (one query for all three similar sources), rules, products.
+    with django_assert_num_queries(4):
+        reco.similar_products(k("Kitchen 1"), limit=3, context=context_for())
+    # Warm: only the product fetch, which must be fresh (stock changes).
+    with django_assert_num_queries(1):
+        reco.similar_products(k("Kitchen 1"), limit=3, context=context_for())
+    # A shopper adds one indexed history read (recent views and purchases together).
+    reco.recommended_for_you(limit=3, context=context_for(visitor_id=VISITOR))
+    with django_assert_num_queries(2):
+        reco.recommended_for_you(limit=3, context=context_for(visitor_id=VISITOR))
+
+
+def test_three_slots_of_one_page_share_products_and_history(catalogue, django_assert_num_queries):
+    k = catalogue.key
+    publish_lists(
+        {
+            ("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Kitchen 3"),
+            ("product", k("Kitchen 1"), "bought_together"): catalogue.keys("Garden 1"),
+            ("visitor", VISITOR, "for_you"): catalogue.keys("Toys 1", "Toys 2"),
+        }
+    )
+
+    def page(context):
+        reco.similar_products(k("Kitchen 1"), limit=2, context=context)
+        reco.bought_together(k("Kitchen 1"), limit=1, context=context)
+        reco.recommended_for_you(limit=2, context=context)
+
+    page(context_for(visitor_id=VISITOR))  # warms the caches
+    context = context_for(visitor_id=VISITOR)
+    with django_assert_num_queries(4):  # history + one product fetch per slot
+        page(context)

@@ -1,0 +1,48 @@
+"""The tracking system checks, each with its id."""
+
+from __future__ import annotations
+
+import builtins
+from unittest import mock
+
+import pytest
+
+from shop_reco.checks import check_tracking
+
+
+def ids(messages) -> list[str]:
+    return sorted(message.id for message in messages)
+
+
+def test_the_test_shop_is_clean():
+    assert check_tracking() == []
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"BEACON_THROTTLE_RATE": "lots"}, ["shop_reco.E031"]),
+        ({"BEACON_THROTTLE_RATE": "10/fortnight"}, ["shop_reco.E031"]),
+        ({"BEACON_THROTTLE_RATE": None}, []),
+        ({"PRODUCT_VIEW_URL_NAMES": ("shop:nope",)}, ["shop_reco.W030"]),
+        ({"PRODUCT_VIEW_URL_NAMES": ("nowhere:product",)}, ["shop_reco.W030"]),
+        ({"PRODUCT_VIEW_URL_NAMES": ("shop:login",)}, ["shop_reco.W030"]),  # no "pk" argument
+        ({"PRODUCT_VIEW_URL_NAMES": ("shop:login",), "PRODUCT_VIEW_URL_KWARG": "username"}, []),
+    ],
+)
+def test_tracking_settings_errors_have_ids(reco, values, expected):
+    reco(**values)
+    assert ids(check_tracking()) == expected
+
+
+def test_a_buffer_without_the_redis_package(reco):
+    reco(EVENT_BUFFER_URL="redis://127.0.0.1:6379/0")
+    real_import = builtins.__import__
+
+    def no_redis(name, *args, **kwargs):
+        if name == "redis":
+            raise ImportError("No module named 'redis'")
+        return real_import(name, *args, **kwargs)
+
+    with mock.patch("builtins.__import__", no_redis):
+        assert ids(check_tracking()) == ["shop_reco.E030"]
