@@ -9,14 +9,21 @@ from rest_framework.request import Request
 
 from shop_reco.tracking.identity import get_visitor
 
+# The admin preview's permission: reading someone else's recommendations shows their history.
+PREVIEW_PERMISSION = "shop_reco.preview_recommendations"
+
 
 def is_staff(request: Request) -> bool:
+    """Staff holding the preview permission (superusers hold every permission)."""
     user = getattr(request, "user", None)
-    return bool(user is not None and user.is_authenticated and user.is_staff)
+    return bool(
+        user is not None and user.is_authenticated and user.is_staff and user.has_perm(PREVIEW_PERMISSION)
+    )
 
 
 class ShopperPreviewPermission(BasePermission):
-    """A shopper reads only their own recommendations; staff may preview anyone's with ?user= or ?visitor=.
+    """A shopper reads only their own recommendations; staff with the preview permission (as in the admin's
+    preview) may read anyone's with ?user= or ?visitor=.
 
     Naming yourself is allowed (a front end may always send its own id); naming anyone else is a 403.
     """

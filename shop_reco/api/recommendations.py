@@ -29,9 +29,9 @@ logger = logging.getLogger("shop_reco.recommendations")
 
 try:
     from drf_spectacular.types import OpenApiTypes
-    from drf_spectacular.utils import OpenApiParameter, extend_schema
+    from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 except ImportError:  # the schema is optional: without drf-spectacular the views work the same
-    OpenApiParameter = OpenApiTypes = None  # type: ignore[assignment,misc]
+    OpenApiParameter = OpenApiResponse = OpenApiTypes = None  # type: ignore[assignment,misc]
 
     def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]
         return lambda view: view
@@ -66,8 +66,7 @@ class SlotResponseSerializer(serializers.Serializer):
 def _parameters(*extra: Any) -> list[Any]:
     if OpenApiParameter is None:
         return []
-    common = [
-        OpenApiParameter("limit", OpenApiTypes.INT, description="How many items (1 to API_MAX_LIMIT)."),
+    common = [  # ?limit= comes from SlotSchema, with the bounds in force when the schema is generated
         OpenApiParameter(
             "exclude", OpenApiTypes.STR, description="Keys already on the page, comma-separated."
         ),
@@ -77,8 +76,42 @@ def _parameters(*extra: Any) -> list[Any]:
     return common + [OpenApiParameter(name, OpenApiTypes.STR, description=text) for name, text in extra]
 
 
+def _responses(*, product: bool = False) -> dict[int, Any]:
+    """The slot answer, and the errors a front end must expect (each a DRF error object)."""
+    if OpenApiResponse is None:
+        return {}
+    responses: dict[int, Any] = {
+        200: SlotResponseSerializer,
+        400: OpenApiResponse(OpenApiTypes.OBJECT, description='A bad parameter, e.g. {"limit": ["..."]}.'),
+        403: OpenApiResponse(OpenApiTypes.OBJECT, description="?user= or ?visitor= names someone else."),
+    }
+    if product:
+        responses[404] = OpenApiResponse(OpenApiTypes.OBJECT, description="No such product.")
+    return responses
+
+
 def _keys(value: str | None) -> list[str]:
     return [key.strip() for key in (value or "").split(",") if key.strip()][:200]
+
+
+if OpenApiParameter is not None:
+    from drf_spectacular.openapi import AutoSchema
+
+    class SlotSchema(AutoSchema):
+        """Documents ``?limit=`` as 1..API_MAX_LIMIT, read when the schema is generated (not at import)."""
+
+        def get_override_parameters(self) -> list[Any]:
+            limit = OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": int(reco_settings.API_MAX_LIMIT)},
+                description="How many items (1 to API_MAX_LIMIT).",
+            )
+            return [limit, *super().get_override_parameters()]
+
+        def get_auth(self) -> list[dict[str, Any]]:
+            # Anonymous shoppers read their own slots: authentication is optional.
+            auth = super().get_auth()
+            return auth if {} in auth else [*auth, {}]
 
 
 class SlotView(APIView):
@@ -86,6 +119,8 @@ class SlotView(APIView):
 
     slot = ""
     permission_classes = [ShopperPreviewPermission]
+    if OpenApiParameter is not None:
+        schema = SlotSchema()
 
     def parse_limit(self, request: Request) -> int | None:
         raw = request.query_params.get("limit")
@@ -182,7 +217,7 @@ class ProductSlotView(SlotView):
 @extend_schema(
     summary="Similar products",
     parameters=_parameters(),
-    responses=SlotResponseSerializer,
+    responses=_responses(product=True),
     tags=["recommendations"],
 )
 class SimilarView(ProductSlotView):
@@ -192,7 +227,7 @@ class SimilarView(ProductSlotView):
 @extend_schema(
     summary="Frequently bought together, with the bundle price",
     parameters=_parameters(),
-    responses=SlotResponseSerializer,
+    responses=_responses(product=True),
     tags=["recommendations"],
 )
 class BoughtTogetherView(ProductSlotView):
@@ -202,7 +237,7 @@ class BoughtTogetherView(ProductSlotView):
 @extend_schema(
     summary="Recommended for the cart",
     parameters=_parameters(("cart", "Comma-separated product keys in the cart (default: the shop's cart).")),
-    responses=SlotResponseSerializer,
+    responses=_responses(),
     tags=["recommendations"],
 )
 class CartView(SlotView):
@@ -217,7 +252,7 @@ class CartView(SlotView):
 @extend_schema(
     summary="Recommended for the current shopper",
     parameters=_parameters(),
-    responses=SlotResponseSerializer,
+    responses=_responses(),
     tags=["recommendations"],
 )
 class ForYouView(SlotView):
@@ -232,7 +267,7 @@ class ForYouView(SlotView):
 @extend_schema(
     summary="Trending overall or in a category",
     parameters=_parameters(("category", "A category name; omit for the whole shop.")),
-    responses=SlotResponseSerializer,
+    responses=_responses(),
     tags=["recommendations"],
 )
 class TrendingView(SlotView):
@@ -247,7 +282,7 @@ class TrendingView(SlotView):
 @extend_schema(
     summary="The current shopper's recently viewed products",
     parameters=_parameters(("product", "Leave out this product key (the page's own).")),
-    responses=SlotResponseSerializer,
+    responses=_responses(),
     tags=["recommendations"],
 )
 class RecentlyViewedView(SlotView):
@@ -263,7 +298,7 @@ class RecentlyViewedView(SlotView):
 @extend_schema(
     summary="Buy it again: the current shopper's past purchases",
     parameters=_parameters(),
-    responses=SlotResponseSerializer,
+    responses=_responses(),
     tags=["recommendations"],
 )
 class BuyAgainView(SlotView):

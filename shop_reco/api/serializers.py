@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from shop_reco.conf import reco_settings
 from shop_reco.tracking.events import InvalidEvent, make_row
 
 # Purchases come from the server (order_placed, import_orders): a browser can claim anything.
@@ -69,3 +70,22 @@ class BeaconEventSerializer(serializers.Serializer):
             )
         except InvalidEvent as exc:
             raise serializers.ValidationError(exc.errors) from exc
+
+
+class BeaconBatchSerializer(serializers.Serializer):
+    """The beacon's request body, for the OpenAPI schema (the view validates each event on its own)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # The bound is read when the schema is generated, so it follows the settings.
+        return {
+            "events": BeaconEventSerializer(  # type: ignore[call-arg]  # ListSerializer's arguments
+                many=True,
+                min_length=1,
+                max_length=int(reco_settings.BEACON_MAX_EVENTS),
+                help_text="1 to BEACON_MAX_EVENTS events.",
+            )
+        }
+
+
+class BeaconAcceptedSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Events stored (or buffered) from this batch.")

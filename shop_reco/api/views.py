@@ -12,11 +12,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop_reco.adapters import get_adapter
-from shop_reco.api.serializers import BeaconEventSerializer
+from shop_reco.api.serializers import BeaconAcceptedSerializer, BeaconBatchSerializer, BeaconEventSerializer
 from shop_reco.api.throttling import VisitorRateThrottle
 from shop_reco.conf import reco_settings
 from shop_reco.tracking import record
 from shop_reco.tracking.identity import get_visitor
+
+try:
+    from drf_spectacular.authentication import SessionScheme
+    from drf_spectacular.types import OpenApiTypes
+    from drf_spectacular.utils import OpenApiResponse, extend_schema
+except ImportError:  # the schema is optional: without drf-spectacular the views work the same
+    SessionScheme = None  # type: ignore[assignment,misc]
+
+    def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef,misc]
+        return lambda view: view
+
 
 # sendBeacon sends a string body as text/plain; fetch sends application/json.
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain"})
@@ -32,6 +43,41 @@ class SessionUserWithoutCSRF(BaseAuthentication):
         return user, None
 
 
+def _beacon_responses() -> dict[int, Any]:
+    if SessionScheme is None:
+        return {}
+
+    def error(text: str) -> Any:
+        return OpenApiResponse(OpenApiTypes.OBJECT, description=text)
+
+    return {
+        202: BeaconAcceptedSerializer,
+        204: OpenApiResponse(
+            description="Not tracked (Do-Not-Track, Global Privacy Control, no consent, bot)."
+        ),
+        400: error('Each bad field named, e.g. {"events": {"3": {"event_type": ["..."]}}}.'),
+        413: error("The body is larger than BEACON_MAX_BYTES."),
+        415: error("Neither application/json nor text/plain."),
+        429: error("Throttled: BEACON_THROTTLE_RATE per visitor."),
+        503: error("Neither the buffer nor the database could take the batch; send it again later."),
+    }
+
+
+if SessionScheme is not None:
+
+    class SessionUserScheme(SessionScheme):  # type: ignore[misc,valid-type]
+        """Documents :class:`SessionUserWithoutCSRF` as Django's session cookie in the OpenAPI schema."""
+
+        target_class = SessionUserWithoutCSRF  # type: ignore[assignment]
+        name = "shopperSession"
+
+
+@extend_schema(
+    summary="Record a batch of shopper events",
+    request=BeaconBatchSerializer,
+    responses=_beacon_responses(),
+    tags=["events"],
+)
 class BeaconView(APIView):
     """Batch event intake for ``beacon.js``: ``POST {"events": [...]}``, all events stored or none.
 
@@ -78,7 +124,7 @@ class BeaconView(APIView):
             return Response(status=status.HTTP_204_NO_CONTENT)
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting deeper than Python parses
             return _bad({"body": [f"Malformed JSON: {exc}."]})
         if not isinstance(payload, dict):
             return _bad({"body": ['Expected a JSON object: {"events": [...]}.']})

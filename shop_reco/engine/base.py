@@ -51,6 +51,11 @@ def check_csr(X: Any, *, n_cols: int | None = None, dtype: Any = np.float32) -> 
     n_cols : int, optional
         Expected number of columns; a mismatch raises ``ValueError``.
     dtype : numpy dtype, default float32
+
+    Raises
+    ------
+    ValueError
+        When ``X`` holds NaN or infinity, or has the wrong number of columns.
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=dtype)
@@ -59,6 +64,9 @@ def check_csr(X: Any, *, n_cols: int | None = None, dtype: Any = np.float32) -> 
     if not X.has_canonical_format:
         X = X.copy()
         X.sum_duplicates()
+    if not np.isfinite(X.data).all():
+        # NaN or infinity would spread through every similarity and score without an error.
+        raise ValueError("X contains NaN or infinity; interaction strengths must be finite")
     if n_cols is not None and X.shape[1] != n_cols:
         raise ValueError(f"expected {n_cols} item columns, got {X.shape[1]}")
     return X

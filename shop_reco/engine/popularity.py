@@ -169,6 +169,8 @@ class TrendingRecommender(PopularityRecommender):
             rate_l = long * np.log(2) / self.long_half_life_days
         else:
             rate_s = rate_l = np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
+        # Removals can outweigh adds; a net negative rate is no trend (and would break the log).
+        rate_s, rate_l = np.maximum(rate_s, 0.0), np.maximum(rate_l, 0.0)
         self.trend_ = (rate_s + self.prior) / (rate_l + self.prior)
         self.popularity_ = self.trend_ * np.log1p(rate_s)
         cats = (

@@ -223,7 +223,9 @@ def prepare_rows(
         if centring == "interacted":
             ET = None
         rows = _row_ids(A)
-        sq = np.bincount(rows, weights=A.data.astype(np.float64) ** 2, minlength=A.shape[0]).astype(np.float64)
+        sq = np.bincount(rows, weights=A.data.astype(np.float64) ** 2, minlength=A.shape[0]).astype(
+            np.float64
+        )
         if shrinkage == 0:
             norms = np.sqrt(sq)
             scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
@@ -363,7 +365,14 @@ def similarity_block(
                 for q in parts:
                     q.sort_indices()
                 break
-        n_, sx, sy, sxx, syy, sxy = (p.data.astype(np.float64) for p in parts)
+        data = [n.data]
+        for p in parts[1:]:
+            if p.nnz == n.nnz and np.array_equal(p.indices, n.indices):
+                data.append(p.data)
+            else:
+                # Sums that cancel to exactly 0 (negative entries) are not stored: read p on n's pattern.
+                data.append(np.asarray(p[_row_ids(n), n.indices]).ravel())
+        n_, sx, sy, sxx, syy, sxy = (d.astype(np.float64) for d in data)
         num = n_ * sxy - sx * sy
         den = np.sqrt(np.maximum(n_ * sxx - sx**2, 0) * np.maximum(n_ * syy - sy**2, 0))
         sim = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
@@ -484,7 +493,9 @@ def topk_per_row(
     return np.take_along_axis(out_c, order, axis=1), np.take_along_axis(out_v, order, axis=1)
 
 
-def _topk_dense(S: sp.csr_matrix, K: int, row_offset: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+def _topk_dense(
+    S: sp.csr_matrix, K: int, row_offset: int, exclude_self: bool
+) -> tuple[np.ndarray, np.ndarray]:
     # A nearly dense block (popular items, small catalogues): one argpartition over the dense
     # rows beats padding and masking the sparse entries. Non-positive picks are dropped after
     # the selection, so no full-size mask is ever built.

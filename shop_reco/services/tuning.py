@@ -20,6 +20,7 @@ Layers, later ones winning key by key (dicts merge, lists and scalars replace): 
 from __future__ import annotations
 
 import copy
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -170,7 +171,8 @@ def changes(
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # JSON overlays may carry NaN or Infinity (Python's json reads them); neither is a setting.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def validate_overlay(values: Any) -> dict[str, Any]:

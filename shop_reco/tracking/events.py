@@ -175,11 +175,15 @@ def context_problem(context: Any) -> str:
     if not isinstance(context, dict):
         return "A JSON object is required."
     try:
-        text = json.dumps(context, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(context, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError):
         return "Must contain only JSON values (strings, numbers, booleans, null, lists, objects)."
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): PostgreSQL jsonb rejects it
+        return "Must be valid Unicode text (no unpaired surrogates)."
     limit = reco_settings.EVENT_CONTEXT_MAX_BYTES
-    if len(text.encode()) > limit:
+    if size > limit:
         return f"At most {limit} bytes of JSON."
     if "\\u0000" in text:  # PostgreSQL jsonb rejects it
         return "Null characters are not allowed."

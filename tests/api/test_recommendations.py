@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core import signing
 from django.urls import reverse
 
@@ -138,6 +139,7 @@ def test_staff_may_preview_any_shopper(client, catalogue, django_user_model):
     k = catalogue.key
     shopper = django_user_model.objects.create_user("shopper", password="pw")
     staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="preview_recommendations"))
     publish_lists(
         {
             ("user", str(shopper.pk), "for_you"): catalogue.keys("Garden 3"),

@@ -36,7 +36,7 @@ def history(customer):
 
 
 def test_export_of_a_user_includes_their_browsers_anonymous_events(history):
-    rows = list(export_shopper(user_id=history.pk))
+    rows = [row for row in export_shopper(user_id=history.pk) if row["record"] == "event"]
     assert [row["product_key"] for row in rows] == ["1", "2", "2"]
     assert set(rows[0]) >= {"event_type", "visitor_id", "user_id", "occurred_at", "client_event_id"}
     json.dumps(rows)  # JSON-ready
@@ -45,10 +45,12 @@ def test_export_of_a_user_includes_their_browsers_anonymous_events(history):
 def test_export_command_writes_json_lines(history, tmp_path):
     out = StringIO()
     call_command("reco_export_shopper", "--visitor", THEIRS, stdout=out, stderr=StringIO())
-    assert [json.loads(line)["product_key"] for line in out.getvalue().splitlines()] == ["3"]
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["product_key"] for row in rows if row["record"] == "event"] == ["3"]
     target = tmp_path / "export.jsonl"
     call_command("reco_export_shopper", "--user", str(history.pk), "-o", str(target), stderr=StringIO())
-    assert len(target.read_text().splitlines()) == 3
+    # Three events, then the user's and their browser's stored lists.
+    assert len(target.read_text().splitlines()) == 5
 
 
 def test_erase_user_deletes_events_and_derived_lists(history):
@@ -64,7 +66,7 @@ def test_erase_user_deletes_events_and_derived_lists(history):
 def test_erase_command_for_a_visitor(history):
     out = StringIO()
     call_command("reco_erase_shopper", "--visitor", THEIRS, "--noinput", stdout=out)
-    assert "Erased 1 event(s) and 1 recommendation list(s)" in out.getvalue()
+    assert "Erased 1 event(s), 1 recommendation list(s) and 0 experiment assignment(s)" in out.getvalue()
     assert not Event.objects.filter(visitor_id=THEIRS).exists()
 
 

@@ -1,4 +1,4 @@
-"""Erase every event and per-shopper recommendation list of one shopper (right to erasure)."""
+"""Erase every event, per-shopper recommendation list and experiment assignment of one shopper."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shop_reco.services.privacy import erase_shopper
 
 
 class Command(BaseCommand):
-    help = "Delete all shop_reco events and stored recommendation lists of a user or a visitor."
+    help = "Delete all shop_reco events, stored lists and experiment assignments of a user or a visitor."
 
     def add_arguments(self, parser: Any) -> None:
         who = parser.add_mutually_exclusive_group(required=True)
@@ -28,7 +28,8 @@ class Command(BaseCommand):
                 raise CommandError("Erasure cancelled.")
         result = erase_shopper(user_id=user, visitor_id=visitor)
         self.stdout.write(
-            f"Erased {result.events} event(s) and {result.lists} recommendation list(s) of {who}"
+            f"Erased {result.events} event(s), {result.lists} recommendation list(s) and "
+            f"{result.assignments} experiment assignment(s) of {who}"
             + (
                 f" (visitor ids: {', '.join(result.visitors)})"
                 if user is not None and result.visitors

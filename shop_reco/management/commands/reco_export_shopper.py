@@ -1,4 +1,4 @@
-"""Export every event of one shopper as JSON lines (a subject access request)."""
+"""Export everything kept about one shopper as JSON lines (a subject access request)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from shop_reco.services.privacy import export_shopper
 
 
 class Command(BaseCommand):
-    help = "Write all shop_reco events of a user or a visitor as JSON lines to stdout or a file."
+    help = (
+        "Write all shop_reco events, stored lists and experiment assignments of a user or a visitor as "
+        "JSON lines to stdout or a file."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         who = parser.add_mutually_exclusive_group(required=True)
@@ -33,4 +36,4 @@ class Command(BaseCommand):
                 for line in lines:
                     stream.write(line + "\n")
                     count += 1
-        self.stderr.write(f"Exported {count} event(s).")
+        self.stderr.write(f"Exported {count} record(s).")
