@@ -117,6 +117,13 @@ class BaseShopAdapter:
         user = getattr(request, "user", None)
         return user if user is not None and user.is_authenticated else None
 
+    def cart_product_keys(self, request: HttpRequest) -> list[str]:
+        """Keys of the products in this request's cart: every slot of the page leaves them out.
+
+        Cheap, please: it runs once per page that shows a slot. Default: no cart.
+        """
+        return []
+
 
 class DefaultShopAdapter(BaseShopAdapter):
     """Works from plain model fields, by their usual names; override the names in a subclass."""

@@ -6,13 +6,10 @@ ones the template tags and the API use, so it shows exactly what a page would.
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -140,35 +137,6 @@ class PreviewSlot:
         return self.slot.replace("_", " ").capitalize()
 
 
-# Until the storefront's slot functions take ``apply_rules=False``, the preview's rule-free pass switches the
-# storefront's rule lookup off for its own call only: a context variable, so concurrent requests never see it.
-_WITHOUT_RULES: ContextVar[bool] = ContextVar("shop_reco_preview_without_rules", default=False)
-
-
-def _install_rule_switch() -> None:
-    from shop_reco.services import recommendations
-
-    original = recommendations.active_rules
-    if getattr(original, "_shop_reco_switch", False):
-        return
-
-    def active_rules(*args: Any, **kwargs: Any) -> Any:
-        return [] if _WITHOUT_RULES.get() else original(*args, **kwargs)
-
-    active_rules._shop_reco_switch = True  # type: ignore[attr-defined]
-    recommendations.active_rules = active_rules
-
-
-@contextmanager
-def _rules_off() -> Iterator[None]:
-    _install_rule_switch()
-    token = _WITHOUT_RULES.set(True)
-    try:
-        yield
-    finally:
-        _WITHOUT_RULES.reset(token)
-
-
 def _slot_call(slot: str, product: str, cart: list[str]) -> Callable[..., Any] | None:
     from shop_reco.services import recommendations as reco
 
@@ -182,13 +150,6 @@ def _slot_call(slot: str, product: str, cart: list[str]) -> Callable[..., Any] |
         "buy_again": lambda **kw: reco.buy_again(**kw),
     }
     return calls.get(slot)
-
-
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _rule_matches(rule: MerchandisingRule, key: str, category: str) -> bool:
@@ -214,7 +175,6 @@ def run_preview(
     """Each slot as the shopper would see it, plus the same slot without business rules, to name what the
     rules removed. Each slot gets a fresh context: on a real page, later slots skip what earlier ones showed.
     """
-    from shop_reco.services import recommendations as reco
     from shop_reco.services.context import context_for
 
     adapter = get_adapter()
@@ -236,13 +196,8 @@ def run_preview(
             return context_for(user=user, visitor_id=visitor_id or "", cart=cart)
 
         try:
-            shown = call(context=context())
-            function = reco.SLOT_FUNCTIONS.get(slot)
-            if function is not None and _accepts(function, "apply_rules"):
-                unruled = call(context=context(), apply_rules=False)
-            else:
-                with _rules_off():
-                    unruled = call(context=context())
+            shown = call(context=context(), explain=True)
+            unruled = call(context=context(), apply_rules=False)
         except Exception as exc:  # a broken slot must not take the whole preview down
             results.append(PreviewSlot(slot, [], [], rules, error=f"{type(exc).__name__}: {exc}"))
             continue
@@ -256,11 +211,15 @@ def run_preview(
             for item in shown.items
         ]
         shown_keys = set(shown.keys)
+        # The storefront names the rule behind each exclusion or bury of the products it considered.
+        demoted: dict[str, set[int | None]] = defaultdict(set)
+        for hit in shown.explain:
+            if hit.action in ("exclude", "bury"):
+                demoted[hit.key].add(hit.rule.pk)
         removed = []
-        categories = {}
-        missing = [item for item in unruled.items if item.key not in shown_keys]
-        for item in missing:
-            categories[item.key] = item.category
+        for item in unruled.items:
+            if item.key in shown_keys:
+                continue
             removed.append(
                 RemovedItem(
                     item.key,
@@ -268,11 +227,7 @@ def run_preview(
                     item.position,
                     item.score,
                     item.source,
-                    [
-                        rule
-                        for rule in rules
-                        if rule.action in ("exclude", "bury") and _rule_matches(rule, item.key, item.category)
-                    ],
+                    [rule for rule in rules if rule.pk in demoted.get(item.key, ())],
                 )
             )
         results.append(PreviewSlot(slot, items, removed, rules))

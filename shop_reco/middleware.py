@@ -18,7 +18,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.http import HttpRequest, HttpResponseBase
 
 from shop_reco.conf import reco_settings
-from shop_reco.tracking import track
+from shop_reco.tracking import DEFERRED_ATTR, record_deferred, track_later
 from shop_reco.tracking.identity import get_visitor, set_visitor_cookie
 
 logger = logging.getLogger("shop_reco.tracking")
@@ -38,9 +38,10 @@ class TrackingMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         get_visitor(request)
+        setattr(request, DEFERRED_ATTR, [])  # events of this request (impressions), stored after it
         response = self.get_response(request)
         product_key = viewed_product(request, response)
-        if product_key is not None:
+        if product_key is not None or getattr(request, DEFERRED_ATTR, None):
             record_after_response(request, response, product_key)
         finish_response(request, response)
         return response
@@ -51,10 +52,11 @@ class TrackingMiddleware:
             await sync_to_async(get_visitor)(request)
         else:
             get_visitor(request)
+        setattr(request, DEFERRED_ATTR, [])
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response  # type: ignore[assignment]
         response = await get_response(request)
         product_key = viewed_product(request, response)
-        if product_key is not None:
+        if product_key is not None or getattr(request, DEFERRED_ATTR, None):
             record_after_response(request, response, product_key)  # Django's ASGI handler closes in a thread
         finish_response(request, response)
         return response
@@ -77,12 +79,13 @@ def viewed_product(request: HttpRequest, response: HttpResponseBase) -> str | No
     return None if key is None else str(key)
 
 
-def record_after_response(request: HttpRequest, response: HttpResponseBase, product_key: str) -> None:
-    """Record the view when the server closes the response, i.e. after the shopper has the page.
+def record_after_response(request: HttpRequest, response: HttpResponseBase, product_key: str | None) -> None:
+    """Record the view, and the request's deferred events (impressions), when the server closes the response,
+    i.e. after the shopper has the page: all of them in one write.
 
     WSGI servers and Django's ASGI handler call ``response.close()`` once the body is sent, so the write (one
     Redis append, or one INSERT) never delays the page. Django keeps no public hook for this; where the
-    private ``_resource_closers`` list is missing, the view is recorded at once.
+    private ``_resource_closers`` list is missing, the events are recorded at once.
     """
     closers = getattr(response, "_resource_closers", None)
     if isinstance(closers, list):
@@ -91,11 +94,16 @@ def record_after_response(request: HttpRequest, response: HttpResponseBase, prod
         record_view(request, product_key)
 
 
-def record_view(request: HttpRequest, product_key: str) -> None:
+def record_view(request: HttpRequest, product_key: str | None) -> None:
+    if product_key is not None:
+        try:
+            track_later("view", request=request, product=product_key)
+        except Exception:  # a bad key in the URL, say: log it, show the page
+            logger.exception("shop_reco could not record a view of product %r", product_key)
     try:
-        track("view", request=request, product=product_key)
-    except Exception:  # a bad key in the URL, say: log it, show the page
-        logger.exception("shop_reco could not record a view of product %r", product_key)
+        record_deferred(request)
+    except Exception:  # tracking must not fail the response
+        logger.exception("shop_reco could not record this request's events")
 
 
 def finish_response(request: HttpRequest, response: HttpResponseBase) -> None:

@@ -2,6 +2,7 @@
 
 from django.db.models import QuerySet
 
+from demo_shop.cart.cart import SessionCart
 from shop_reco.adapters import DefaultShopAdapter
 
 
@@ -14,3 +15,9 @@ class DemoShopAdapter(DefaultShopAdapter):
 
     def product_attributes(self, product) -> dict[str, str]:
         return {"category": product.category.name}
+
+    def cart_product_keys(self, request) -> list[str]:
+        # The session cart's keys are product ids as text already: no query.
+        if getattr(request, "session", None) is None:
+            return []
+        return list(request.session.get(SessionCart.session_key, {}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +18,9 @@ from django.utils import timezone
 from shop_reco.adapters import BaseShopAdapter, get_adapter
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event
-from shop_reco.services.lists import live_version_id
+from shop_reco.services.lists import _rows, live_version_id
+
+logger = logging.getLogger("shop_reco.recommendations")
 
 REQUEST_ATTR = "_shop_reco_context"
 
@@ -26,6 +30,9 @@ class ProductRow:
     product: Any
     available: bool
     category: str
+    # What slots show of the product (name, url, ...), filled on first use: a row shared through the
+    # per-process cache is described once, not once per request.
+    shown: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -66,12 +73,41 @@ class RecoContext:
         self.products: dict[str, ProductRow | None] = {}
         self._history: History | None = None
         self._version_id: int | bool | None = False
+        self._config: dict[str, Any] | None = None
+        self._slot_options: dict[str, dict[str, Any]] = {}
 
     @property
     def version_id(self) -> int | None:
         if self._version_id is False:
             self._version_id = live_version_id()
         return self._version_id  # type: ignore[return-value]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The shopper's effective configuration (``services.tuning``), read once per context.
+
+        A request's own context asks the running experiment for the shopper's variant (which records the
+        exposure); a context built for someone else (preview, tasks) reads the live configuration.
+        """
+        if self._config is None:
+            self._config = shopper_config(self)
+        return self._config
+
+    def slot_options(self, slot: str) -> dict[str, Any]:
+        """The slot's options: built-in, then ``SHOP_RECO["SLOTS"]``, then the effective configuration."""
+        options = self._slot_options.get(slot)
+        if options is None:
+            from shop_reco.services.recommendations import slot_options
+
+            options = slot_options(slot)
+            tuned = (self.config.get("SLOTS") or {}).get(slot) or {}
+            options.update(tuned)
+            self._slot_options[slot] = options
+        return options
+
+    def blend_weights(self, slot: str) -> Mapping[str, float]:
+        """``BLEND_WEIGHTS`` of ``slot`` in the effective configuration: {source: weight}."""
+        return (self.config.get("BLEND_WEIGHTS") or {}).get(slot) or {}
 
     @property
     def has_shopper(self) -> bool:
@@ -129,12 +165,33 @@ class RecoContext:
         missing = list(dict.fromkeys([key for key in keys if key and key not in self.products] + anchors))
         if not missing:
             return
+        seconds = float(reco_settings.PRODUCT_CACHE_SECONDS)
+        if seconds > 0:
+            # Rows this process read a moment ago: no query for them (stock changes show within seconds).
+            now = time.monotonic()
+            wanted_anchors = set(anchors)
+            still = []
+            for key in missing:
+                hit = _rows.get(key)
+                # None means "not available": enough, except for an anchor, whose row is needed anyway.
+                if hit is not None and hit[0] > now and (hit[1] is not None or key not in wanted_anchors):
+                    self.products[key] = hit[1]
+                else:
+                    still.append(key)
+            missing = still
+            if not missing:
+                return
         self._load(missing, self.adapter.available_products(), available=True)
         unavailable_anchors = [key for key in anchors if self.products.get(key) is None]
         if unavailable_anchors:
             for key in unavailable_anchors:
                 self.products.pop(key, None)
             self._load(unavailable_anchors, self.adapter.all_products(), available=False)
+        if seconds > 0:
+            expires = time.monotonic() + seconds
+            for key in missing:
+                if key in self.products:
+                    _rows.put(key, (expires, self.products[key]))
 
     def _load(self, keys: list[str], queryset: models.QuerySet, *, available: bool) -> None:
         pk_field = self.adapter.product_model()._meta.pk
@@ -189,6 +246,24 @@ def coerce_keys(value: Any, adapter: BaseShopAdapter | None = None) -> list[str]
     return keys
 
 
+def shopper_config(context: RecoContext) -> dict[str, Any]:
+    """``config_for_shopper`` for a request's shopper (exposure logged), else ``current_config()``."""
+    from shop_reco.services import experiments, tuning
+
+    request = context.request
+    try:
+        if request is not None:
+            from shop_reco.tracking.identity import get_visitor
+
+            visitor = get_visitor(request)
+            if visitor.tracking:  # an opted-out shopper or a bot is never enrolled
+                return experiments.config_for_shopper(visitor_id=visitor.id, user=context.user_id)
+        return tuning.current_config()
+    except Exception:  # a broken configuration must not break a page: the settings alone
+        logger.exception("shop_reco could not read the tuned configuration; using the settings")
+        return tuning.settings_config()
+
+
 def request_visitor_id(request: HttpRequest) -> str:
     """The visitor id of this request, or "" for a visitor minted just now (who has no history yet)."""
     from shop_reco.tracking.identity import get_visitor
@@ -198,11 +273,15 @@ def request_visitor_id(request: HttpRequest) -> str:
 
 
 def request_cart_keys(request: HttpRequest, adapter: BaseShopAdapter) -> list[str]:
-    """The shop's cart, through the adapter's optional ``cart_product_keys(request)``."""
+    """The shop's cart, through the adapter's ``cart_product_keys(request)``."""
     method = getattr(adapter, "cart_product_keys", None)
     if method is None:
         return []
-    return coerce_keys(method(request), adapter)
+    try:
+        return coerce_keys(method(request), adapter)
+    except Exception:  # a broken cart hook costs the cart exclusion, never the page
+        logger.exception("shop_reco could not read the cart from the adapter")
+        return []
 
 
 def context_for(

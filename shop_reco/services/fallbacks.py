@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,8 @@ def list_stage(context: RecoContext, specs: Iterable[tuple[ListSpec, float, str,
 
     The item keeps the source, reason and anchor of the list that contributed most to it.
     """
-    specs = [spec for spec in specs if spec[0].subject or spec[0].kind == "global"]
+    # A list weighted 0 (tuned off in BLEND_WEIGHTS) is not even read.
+    specs = [spec for spec in specs if (spec[0].subject or spec[0].kind == "global") and spec[1] > 0]
     if not specs:
         return []
     lists = load_lists(context.version_id, [spec for spec, *_ in specs])
@@ -55,26 +56,40 @@ def _category_extra(spec: ListSpec) -> dict[str, Any]:
     return {"category": spec.subject} if spec.kind == "category" else {}
 
 
-def category_stage(context: RecoContext, category: str) -> list[Candidate]:
-    """Trending, then popular, in one category."""
+def category_stage(
+    context: RecoContext, category: str, weights: Mapping[str, float] | None = None
+) -> list[Candidate]:
+    """Trending, then popular, in one category (``weights``: the slot's BLEND_WEIGHTS)."""
     if not category:
         return []
+    weights = weights or {}
     return list_stage(
         context,
         [
-            (ListSpec("category", category, sources.TRENDING), 1.0, "trending_in", ""),
-            (ListSpec("category", category, sources.POPULAR), 0.8, "popular_in", ""),
+            (
+                ListSpec("category", category, sources.TRENDING),
+                weights.get(sources.TRENDING, 1.0),
+                "trending_in",
+                "",
+            ),
+            (
+                ListSpec("category", category, sources.POPULAR),
+                weights.get(sources.POPULAR, 0.8),
+                "popular_in",
+                "",
+            ),
         ],
     )
 
 
-def global_stage(context: RecoContext) -> list[Candidate]:
-    """Trending, then popular, over the whole shop."""
+def global_stage(context: RecoContext, weights: Mapping[str, float] | None = None) -> list[Candidate]:
+    """Trending, then popular, over the whole shop (``weights``: the slot's BLEND_WEIGHTS)."""
+    weights = weights or {}
     return list_stage(
         context,
         [
-            (ListSpec("global", "", sources.TRENDING), 1.0, "trending", ""),
-            (ListSpec("global", "", sources.POPULAR), 0.8, "popular", ""),
+            (ListSpec("global", "", sources.TRENDING), weights.get(sources.TRENDING, 1.0), "trending", ""),
+            (ListSpec("global", "", sources.POPULAR), weights.get(sources.POPULAR, 0.8), "popular", ""),
         ],
     )
 

@@ -1,8 +1,14 @@
 """Read path for stored lists: the live score version, its lists, and the live-popular fallback, all cached.
 
-Published lists never change, so a list is cached under its version id: a new version is simply a new key and
-nothing needs purging. Two levels: a small per-process LRU (no network round trip on the hot path) in front of
-the Django cache (Redis in production, shared by all workers).
+A list is cached under its version id: a new version is simply a new key and nothing needs purging. Two
+levels: a small per-process LRU (no network round trip on the hot path) in front of the Django cache (Redis in
+production, shared by all workers).
+
+Incremental updates rewrite some lists inside the published version (a shopper's personal lists, a new
+product's neighbours) and call :func:`forget_lists`, which clears the shared cache and this process's copy.
+Other processes cannot be reached, so their copies are only trusted for a short while: personal lists (kinds
+``user`` and ``visitor``) for ``_PERSONAL_LOCAL_SECONDS``, so an update shows within a few seconds on every
+worker, and the others for ``_LOCAL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ CATALOGUE = "catalogue"  # source name of the last resort: any available product
 
 _LOCAL_MAX = 20_000  # entries in the per-process LRU; one entry is one list of <= LIST_LENGTH keys
 _LIVE_POPULAR_SECONDS = 60
+# How long this process trusts its own copy of a list before asking the shared cache again.
+_PERSONAL_LOCAL_SECONDS = 2.0
+_LOCAL_SECONDS = 60.0
+PERSONAL_KINDS = frozenset({"user", "visitor"})
 
 
 @dataclass(frozen=True)
@@ -72,19 +82,26 @@ class _LRU:
             while len(self.data) > self.size:
                 self.data.popitem(last=False)
 
+    def pop(self, key: Any) -> None:
+        with self.lock:
+            self.data.pop(key, None)
+
     def clear(self) -> None:
         with self.lock:
             self.data.clear()
 
 
-_lists = _LRU(_LOCAL_MAX)
+_lists = _LRU(_LOCAL_MAX)  # (version id, ListSpec) -> (expires_at, StoredList)
 _memo = _LRU(256)  # short-lived values: (expires_at, value)
+# Product rows the slots read (services.context): key -> (expires_at, ProductRow | None for unavailable).
+_rows = _LRU(_LOCAL_MAX)
 
 
 def clear_caches() -> None:
     """Forget everything this process memoised (tests, and after publishing by hand)."""
     _lists.clear()
     _memo.clear()
+    _rows.clear()
 
 
 def _memo_get(key: Any) -> Any:
@@ -129,12 +146,13 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
         return dict.fromkeys(specs, EMPTY)
     found: dict[ListSpec, StoredList] = {}
     missing: list[ListSpec] = []
+    now = time.monotonic()
     for spec in specs:
         hit = _lists.get((version_id, spec))
-        if hit is None:
+        if hit is None or hit[0] <= now:
             missing.append(spec)
         else:
-            found[spec] = hit
+            found[spec] = hit[1]
     if not missing:
         return found
     keys = {_cache_key(version_id, spec): spec for spec in missing}
@@ -143,18 +161,37 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
         spec = keys.pop(cache_key)
         stored = StoredList(tuple(raw[0]), tuple(raw[1])) if raw else EMPTY
         found[spec] = stored
-        _lists.put((version_id, spec), stored)
+        _remember(version_id, spec, stored, now)
     if keys:
         fetched = _query_lists(version_id, list(keys.values()))
         to_cache = {}
         for cache_key, spec in keys.items():
             stored = fetched.get(spec, EMPTY)
             found[spec] = stored
-            _lists.put((version_id, spec), stored)
+            _remember(version_id, spec, stored, now)
             # An absent list is cached too (as an empty tuple), so misses cost no query either.
             to_cache[cache_key] = (list(stored.keys), list(stored.scores)) if stored else ()
         cache.set_many(to_cache, timeout=reco_settings.LIST_CACHE_SECONDS)
     return found
+
+
+def _remember(version_id: int, spec: ListSpec, stored: StoredList, now: float) -> None:
+    seconds = _PERSONAL_LOCAL_SECONDS if spec.kind in PERSONAL_KINDS else _LOCAL_SECONDS
+    _lists.put((version_id, spec), (now + seconds, stored))
+
+
+def forget_lists(version_id: int, kind: str, subject: str, sources: Iterable[str] | None = None) -> None:
+    """Forget every cached list of (version, kind, subject) after an incremental update rewrote it.
+
+    Clears the shared cache at once and this process's copy; other processes drop theirs within
+    ``_PERSONAL_LOCAL_SECONDS`` (personal lists) or ``_LOCAL_SECONDS``.
+    """
+    from shop_reco.sources import ALL_SOURCES
+
+    specs = [ListSpec(kind, str(subject), source) for source in (sources or ALL_SOURCES)]
+    cache.delete_many([_cache_key(version_id, spec) for spec in specs])
+    for spec in specs:
+        _lists.pop((version_id, spec))
 
 
 def _query_lists(version_id: int, specs: Sequence[ListSpec]) -> dict[ListSpec, StoredList]:

@@ -10,12 +10,18 @@ candidates, and applies the business rules at read time:
 - no product repeated across the slots of one page (the :class:`RecoContext` kept on the request).
 
 Each item says which source produced it and carries a short reason and an attribution token.
+
+Slot options and blend weights come from the shopper's effective configuration (``RecoContext.config``:
+``SHOP_RECO`` settings, the admin's tuning, the shopper's experiment variant). A slot reads its own sources
+first, then the generic fallback stages in the configured order (``SLOTS[slot]["fallback"]``, a list of
+``"category"``, ``"popular"``, ``"live_popular"``, ``"catalogue"``; an empty list: no fallback). A stored list
+named in ``BLEND_WEIGHTS[slot]`` gets that weight instead of the built-in one; 0 leaves it out.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,7 +32,7 @@ from shop_reco import sources
 from shop_reco.attribution import QUERY_PARAM, make_token
 from shop_reco.conf import reco_settings
 from shop_reco.models import MerchandisingRule
-from shop_reco.services.context import RecoContext, context_for
+from shop_reco.services.context import ProductRow, RecoContext, context_for
 from shop_reco.services.fallbacks import (
     Candidate,
     catalogue_stage,
@@ -130,12 +136,26 @@ _GENERIC_REASON = {
 }
 
 
+# The generic fallback stages, in their default order (the names of services.tuning.FALLBACK_STAGES).
+FALLBACK_ORDER = ("category", "popular", "live_popular", "catalogue")
+
+
 def slot_options(slot: str) -> dict[str, Any]:
-    """The built-in options of ``slot`` with the shop's overrides."""
+    """The built-in options of ``slot`` with the shop's overrides (the base layer of the tuned options)."""
     base = dict(SLOT_DEFAULTS.get(slot, SLOT_DEFAULTS[FOR_YOU]))
     overrides = reco_settings.SLOTS or {}
     base.update(overrides.get(slot, {}) if isinstance(overrides, dict) else {})
     return base
+
+
+def fallback_order(options: Mapping[str, Any]) -> list[str]:
+    """The fallback stages of a slot's options: a list of stage names, or True (all) / False (none)."""
+    value = options.get("fallback", True)
+    if value is True:
+        return list(FALLBACK_ORDER)
+    if not value:
+        return []
+    return [str(name) for name in value]
 
 
 @dataclass
@@ -167,6 +187,15 @@ class RecoItem:
         return f"{self.url}{joiner}{QUERY_PARAM}={self.token}"
 
 
+@dataclass(frozen=True)
+class RuleHit:
+    """What one merchandising rule did to one candidate (``explain=True``)."""
+
+    key: str
+    action: str  # "exclude", "boost", "bury", "pin"
+    rule: Rule
+
+
 @dataclass
 class SlotResult:
     slot: str
@@ -175,6 +204,8 @@ class SlotResult:
     anchor: Any = None  # the product the slot is about (product-page slots)
     bundle_price: Decimal | None = None  # bought together: the page's product plus every item shown
     extra: dict[str, Any] = field(default_factory=dict)
+    # With explain=True: every rule effect on the candidates considered, in the order applied.
+    explain: list[RuleHit] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
@@ -199,32 +230,41 @@ Stage = Callable[[RecoContext], list[Candidate]]
 def _assemble(
     slot: str,
     context: RecoContext,
-    stages: Iterable[Stage],
+    own: Iterable[Stage],
     *,
     limit: int | None,
+    fallbacks: Mapping[str, Stage] | None = None,
     exclude: Iterable[str] = (),
     anchors: Iterable[str] = (),
     cap: int | bool | None = True,
+    apply_rules: bool = True,
+    explain: list[RuleHit] | None = None,
 ) -> list[RecoItem]:
-    options = slot_options(slot)
+    options = context.slot_options(slot)
     limit = int(limit if limit is not None else options["limit"])
     if limit <= 0:
         return []
     max_per_category = options["max_per_category"] if cap is True else (cap or None)
-    rules = rules_for_slot(active_rules(context.version_id, context.now), slot, context.now)
+    rules = (
+        rules_for_slot(active_rules(context.version_id, context.now), slot, context.now)
+        if apply_rules
+        else []
+    )
     blocked = set(exclude) | context.shown | context.cart_keys
     if options["exclude_purchased"] and context.has_shopper:
         blocked |= context.history.purchased
-    blocked |= {rule.product_key for rule in rules if rule.action == "exclude" and rule.product_key}
+    if explain is None:
+        # Excluded products drop out before ranking (when explaining, _apply_rules names the rule instead).
+        blocked |= {rule.product_key for rule in rules if rule.action == "exclude" and rule.product_key}
     pins = [rule for rule in rules if rule.action == MerchandisingRule.Action.PIN]
     # Anchors (named by reasons) load with the first batch, even when out of stock.
     prefetch = list(anchors)
 
     candidates: dict[str, Candidate] = {}
     ordered: list[str] = []
-    stage_list = list(stages)
-    if not options["fallback"]:
-        stage_list = stage_list[:1]
+    stage_list = list(own)
+    if fallbacks:
+        stage_list += [fallbacks[name] for name in fallback_order(options) if name in fallbacks]
     ranked: list[str] = []
     for index, stage in enumerate(stage_list):
         produced = stage(context)
@@ -232,10 +272,10 @@ def _assemble(
             _merge(candidates, produced, index, blocked)
             ordered = sorted(candidates, key=lambda key: -candidates[key].score)
         ranked = _rank_window(
-            context, ordered, candidates, rules, pins, blocked, limit, max_per_category, prefetch
+            context, ordered, candidates, rules, pins, blocked, limit, max_per_category, prefetch, explain
         )
         prefetch = []
-        if len(ranked) >= limit or (ranked and not options["top_up"]):
+        if len(ranked) >= limit or (ranked and not options.get("top_up", True)):
             break
     return _items(slot, context, ranked[:limit], candidates)
 
@@ -269,6 +309,7 @@ def _rank_window(
     limit: int,
     cap: int | None,
     prefetch: list[str],
+    explain: list[RuleHit] | None = None,
 ) -> list[str]:
     """Rank the best candidates, loading products in batches only as far down the list as needed."""
     # Only the top of the list is loaded: twice the slot (for unavailable items and the diversity cap),
@@ -298,8 +339,11 @@ def _rank_window(
         considered = ordered[:position]
         seen = set(considered)
         considered += [key for key in ruled if key in candidates and key not in seen]
-        ranked = _apply_rules(context, considered, candidates, rules, pins, blocked, cap)
+        hits: list[RuleHit] | None = [] if explain is not None else None
+        ranked = _apply_rules(context, considered, candidates, rules, pins, blocked, cap, hits)
         if len(ranked) >= limit or position >= len(ordered):
+            if explain is not None and hits:
+                explain[:] = hits  # the last pass saw every candidate the earlier ones did
             return ranked
 
 
@@ -315,6 +359,7 @@ def _apply_rules(
     pins: list[Rule],
     blocked: set[str],
     cap: int | None,
+    hits: list[RuleHit] | None = None,
 ) -> list[str]:
     excludes = [rule for rule in rules if rule.action == "exclude"]
     weights = [rule for rule in rules if rule.action in ("boost", "bury")]
@@ -323,12 +368,17 @@ def _apply_rules(
         row = context.products.get(key)
         if row is None or not row.available or key in blocked:
             continue
-        if any(rule.matches(key, row.category) for rule in excludes):
+        excluded_by = next((rule for rule in excludes if rule.matches(key, row.category)), None)
+        if excluded_by is not None:
+            if hits is not None:
+                hits.append(RuleHit(key, "exclude", excluded_by))
             continue
         score = candidates[key].score
         for rule in weights:
             if rule.matches(key, row.category):
                 score *= rule.multiplier
+                if hits is not None:
+                    hits.append(RuleHit(key, rule.action, rule))
         scored.append((-score, key))
     scored.sort()
     ranked = [key for _, key in scored]
@@ -346,11 +396,15 @@ def _apply_rules(
                 candidates[pin.product_key] = Candidate(pin.product_key, 0.0, PINNED, "pinned")
             ranked.insert(pin.position - 1, pin.product_key)
             pinned.add(pin.product_key)
+            if hits is not None:
+                hits.append(RuleHit(pin.product_key, "pin", pin))
         else:
             members = [key for key in ranked if context.products[key].category == pin.category]  # type: ignore[union-attr]
             rest = [key for key in ranked if key not in members]
             ranked = rest[: pin.position - 1] + members + rest[pin.position - 1 :]
             pinned.update(members)
+            if hits is not None:
+                hits += [RuleHit(key, "pin", pin) for key in members]
     if not cap:
         return ranked
     counts: dict[str, int] = {}
@@ -367,19 +421,18 @@ def _apply_rules(
 def _items(
     slot: str, context: RecoContext, keys: list[str], candidates: dict[str, Candidate]
 ) -> list[RecoItem]:
-    adapter = context.adapter
     version_id = context.version_id
     items = []
     for position, key in enumerate(keys, start=1):
         row = context.products[key]
         assert row is not None
         cand = candidates[key]
-        product = row.product
+        shown = describe(context, row)
         item_version = version_id if cand.source in STORED_SOURCES else None
         items.append(
             RecoItem(
                 key=key,
-                product=product,
+                product=row.product,
                 source=cand.source,
                 reason=_reason(context, cand, row.category),
                 reason_code=cand.reason,
@@ -387,10 +440,10 @@ def _items(
                 position=position,
                 token=make_token(slot, cand.source, item_version, position, key),
                 version_id=item_version,
-                name=adapter.product_name(product),
-                url=adapter.product_url(product),
-                image_url=adapter.product_image_url(product),
-                price=adapter.product_price(product),
+                name=shown["name"],
+                url=shown["url"],
+                image_url=shown["image_url"],
+                price=shown["price"],
                 category=row.category,
                 anchor_key=cand.anchor,
             )
@@ -398,6 +451,20 @@ def _items(
     # The page context: later slots of this page skip what this one shows.
     context.shown.update(keys)
     return items
+
+
+def describe(context: RecoContext, row: ProductRow) -> dict[str, Any]:
+    """Name, URL, image and price of a product row, asked of the adapter once per cached row."""
+    shown = row.shown
+    if not shown:
+        adapter, product = context.adapter, row.product
+        shown.update(
+            name=adapter.product_name(product),
+            url=adapter.product_url(product),
+            image_url=adapter.product_image_url(product),
+            price=adapter.product_price(product),
+        )
+    return shown
 
 
 def _reason(context: RecoContext, cand: Candidate, category: str) -> str:
@@ -414,50 +481,93 @@ def _reason(context: RecoContext, cand: Candidate, category: str) -> str:
         row = context.products.get(cand.anchor) if cand.anchor else None
         if row is None:
             return _REASONS[_GENERIC_REASON.get(code, "for_you")]()
-        return template % {"anchor": context.adapter.product_name(row.product)}
+        return template % {"anchor": describe(context, row)["name"]}
     return template
 
 
 # --- stages shared by several slots ---
 
+# The storefront's own weights of the stored lists each slot blends; BLEND_WEIGHTS[slot] overrides them.
+BUILTIN_BLEND: dict[str, dict[str, float]] = {
+    SIMILAR: {sources.SIMILAR_HYBRID: 1.0, sources.SIMILAR_CF: 0.6, sources.SIMILAR_CONTENT: 0.6},
+    BOUGHT_TOGETHER: {sources.BOUGHT_TOGETHER: 1.0},
+    CART: {
+        sources.BOUGHT_TOGETHER: 1.0,
+        sources.SIMILAR_HYBRID: 0.6,
+        sources.SIMILAR_CF: 0.36,
+        sources.SIMILAR_CONTENT: 0.36,
+    },
+    FOR_YOU: {
+        sources.FOR_SHOPPER: 1.0,
+        sources.BOUGHT_TOGETHER: 1.0,
+        sources.SIMILAR_HYBRID: 1.0,
+        sources.SIMILAR_CF: 0.6,
+        sources.SIMILAR_CONTENT: 0.6,
+    },
+    BUY_AGAIN: {sources.BUY_AGAIN: 1.0},
+}
 
-def _tail(context: RecoContext, *, category_of: Callable[[], str] | None = None) -> list[Stage]:
-    """The common end of every chain: trending in the category, popular overall, live popular, anything."""
-    stages: list[Stage] = []
+
+def _blend(context: RecoContext, slot: str) -> dict[str, float]:
+    """{source: weight} for ``slot``: the built-in weights under the effective BLEND_WEIGHTS."""
+    weights = dict(BUILTIN_BLEND.get(slot, {}))
+    for source, weight in context.blend_weights(slot).items():
+        try:
+            weights[source] = float(weight)
+        except (TypeError, ValueError):  # validated when saved; a hand-edited value is ignored
+            continue
+    return weights
+
+
+def _fallbacks(
+    context: RecoContext, weights: Mapping[str, float], *, category_of: Callable[[], str] | None = None
+) -> dict[str, Stage]:
+    """The generic fallback stages by name: trending in the category, popular overall, live popular, any."""
+    stages: dict[str, Stage] = {
+        "popular": lambda ctx: global_stage(ctx, weights),
+        "live_popular": live_popular_stage,
+        "catalogue": catalogue_stage,
+    }
     if category_of is not None:
-        stages.append(lambda ctx: category_stage(ctx, category_of()))
-    stages += [global_stage, live_popular_stage, catalogue_stage]
+        stages["category"] = lambda ctx: category_stage(ctx, category_of(), weights)
     return stages
 
 
-def _personal_stage(context: RecoContext) -> list[Candidate]:
+def _personal_stage(context: RecoContext, weights: Mapping[str, float]) -> list[Candidate]:
+    weight = weights.get(sources.FOR_SHOPPER, 1.0)
     specs = []
     if context.user_id is not None:
-        specs.append((ListSpec("user", str(context.user_id), sources.FOR_SHOPPER), 1.0, "for_you", ""))
+        specs.append((ListSpec("user", str(context.user_id), sources.FOR_SHOPPER), weight, "for_you", ""))
     if context.visitor_id:
         # A signed-in shopper's own list leads; the browser's anonymous list only tops it up.
-        weight = 0.4 if context.user_id is not None else 1.0
-        specs.append((ListSpec("visitor", context.visitor_id, sources.FOR_SHOPPER), weight, "for_you", ""))
+        share = 0.4 if context.user_id is not None else 1.0
+        specs.append(
+            (ListSpec("visitor", context.visitor_id, sources.FOR_SHOPPER), weight * share, "for_you", "")
+        )
     return list_stage(context, specs)
 
 
-def _session_stage(context: RecoContext, *, skip_last: bool = False) -> list[Candidate]:
+def _session_stage(context: RecoContext, weights: Mapping[str, float]) -> list[Candidate]:
     """Products bought with the session's recent views, the most recent weighing most."""
     views = context.history.recent_views[:5] if context.has_shopper else []
+    weight = weights.get(sources.BOUGHT_TOGETHER, 1.0)
     specs = [
-        (ListSpec("product", key, sources.BOUGHT_TOGETHER), 1.0 - 0.15 * rank, "viewed", key)
+        (ListSpec("product", key, sources.BOUGHT_TOGETHER), weight * (1.0 - 0.15 * rank), "viewed", key)
         for rank, key in enumerate(views)
     ]
     return list_stage(context, specs)
 
 
 def _similar_specs(
-    key: str, weight: float = 1.0, reason: str = "similar_to"
+    key: str, weights: Mapping[str, float], factor: float = 1.0, reason: str = "similar_to"
 ) -> list[tuple[ListSpec, float, str, str]]:
     return [
-        (ListSpec("product", key, sources.SIMILAR_HYBRID), weight, reason, key),
-        (ListSpec("product", key, sources.SIMILAR_CF), weight * 0.6, reason, key),
-        (ListSpec("product", key, sources.SIMILAR_CONTENT), weight * 0.6, reason, key),
+        (ListSpec("product", key, source), factor * weights.get(source, default), reason, key)
+        for source, default in (
+            (sources.SIMILAR_HYBRID, 1.0),
+            (sources.SIMILAR_CF, 0.6),
+            (sources.SIMILAR_CONTENT, 0.6),
+        )
     ]
 
 
@@ -467,6 +577,10 @@ def _last_viewed(context: RecoContext) -> str:
 
 
 # --- the slots ---
+#
+# Every slot function takes ``context`` (default: a context of its own), ``limit`` (default: the slot's
+# option), ``apply_rules`` (False: the merchandising rules are ignored, for the admin preview's comparison)
+# and ``explain`` (True: ``SlotResult.explain`` lists what each rule did to which product).
 
 
 def _product_key(context: RecoContext, product: Any) -> str:
@@ -477,42 +591,92 @@ def _product_key(context: RecoContext, product: Any) -> str:
     return context.remember(product)
 
 
+def _result(
+    slot: str, context: RecoContext, items: list[RecoItem], hits: list[RuleHit] | None, **kw: Any
+) -> SlotResult:
+    return SlotResult(slot, items, context.version_id, explain=hits or [], **kw)
+
+
 def similar_products(
-    product: Any, *, context: RecoContext | None = None, limit: int | None = None
+    product: Any,
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    apply_rules: bool = True,
+    explain: bool = False,
 ) -> SlotResult:
     """Products like ``product`` (an instance or key), for the product page."""
     context = context or context_for()
     key = _product_key(context, product)
-    stages: list[Stage] = [lambda ctx: list_stage(ctx, _similar_specs(key))]
-    stages += _tail(context, category_of=lambda: context.category_of(key))
-    items = _assemble(SIMILAR, context, stages, limit=limit, exclude=[key], anchors=[key])
-    return SlotResult(SIMILAR, items, context.version_id, anchor=_anchor(context, key))
+    weights = _blend(context, SIMILAR)
+    own: list[Stage] = [lambda ctx: list_stage(ctx, _similar_specs(key, weights))]
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        SIMILAR,
+        context,
+        own,
+        limit=limit,
+        fallbacks=_fallbacks(context, weights, category_of=lambda: context.category_of(key)),
+        exclude=[key],
+        anchors=[key],
+        apply_rules=apply_rules,
+        explain=hits,
+    )
+    return _result(SIMILAR, context, items, hits, anchor=_anchor(context, key))
 
 
 def bought_together(
-    product: Any, *, context: RecoContext | None = None, limit: int | None = None
+    product: Any,
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    apply_rules: bool = True,
+    explain: bool = False,
 ) -> SlotResult:
     """Products often bought with ``product``, with the price of the whole bundle."""
     context = context or context_for()
     key = _product_key(context, product)
-    stages: list[Stage] = [
+    weights = _blend(context, BOUGHT_TOGETHER)
+    weight = weights.get(sources.BOUGHT_TOGETHER, 1.0)
+    own: list[Stage] = [
         lambda ctx: list_stage(
-            ctx, [(ListSpec("product", key, sources.BOUGHT_TOGETHER), 1.0, "often_with", key)]
+            ctx, [(ListSpec("product", key, sources.BOUGHT_TOGETHER), weight, "often_with", key)]
         )
     ]
-    stages += _tail(context, category_of=lambda: context.category_of(key))
-    items = _assemble(BOUGHT_TOGETHER, context, stages, limit=limit, exclude=[key], anchors=[key])
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        BOUGHT_TOGETHER,
+        context,
+        own,
+        limit=limit,
+        fallbacks=_fallbacks(context, weights, category_of=lambda: context.category_of(key)),
+        exclude=[key],
+        anchors=[key],
+        apply_rules=apply_rules,
+        explain=hits,
+    )
     anchor = _anchor(context, key)
     bundle_price = None
     if anchor is not None and items:
-        prices = [context.adapter.product_price(anchor)] + [item.price for item in items]
+        anchor_row = context.products.get(key)
+        anchor_price = (
+            describe(context, anchor_row)["price"]
+            if anchor_row is not None
+            else context.adapter.product_price(anchor)
+        )
+        prices = [anchor_price] + [item.price for item in items]
         if all(price is not None for price in prices):
             bundle_price = sum(prices, Decimal("0"))  # type: ignore[arg-type]
-    return SlotResult(BOUGHT_TOGETHER, items, context.version_id, anchor=anchor, bundle_price=bundle_price)
+    return _result(BOUGHT_TOGETHER, context, items, hits, anchor=anchor, bundle_price=bundle_price)
 
 
 def cart_recommendations(
-    cart: Any = None, *, context: RecoContext | None = None, limit: int | None = None
+    cart: Any = None,
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    apply_rules: bool = True,
+    explain: bool = False,
 ) -> SlotResult:
     """Products that go with everything in the cart (``cart``: keys, products or lines; default: the shop's).
 
@@ -524,12 +688,20 @@ def cart_recommendations(
 
         context.cart_keys |= set(coerce_keys(cart, context.adapter))
     cart_keys = sorted(context.cart_keys)
+    weights = _blend(context, CART)
 
     def cart_stage(ctx: RecoContext) -> list[Candidate]:
         specs = []
         for key in cart_keys:
-            specs.append((ListSpec("product", key, sources.BOUGHT_TOGETHER), 1.0, "in_cart", key))
-            specs += _similar_specs(key, 0.6, "in_cart")
+            specs.append(
+                (
+                    ListSpec("product", key, sources.BOUGHT_TOGETHER),
+                    weights.get(sources.BOUGHT_TOGETHER, 1.0),
+                    "in_cart",
+                    key,
+                )
+            )
+            specs += _similar_specs(key, weights, 1.0, "in_cart")
         return list_stage(ctx, specs)
 
     def cart_category() -> str:
@@ -537,47 +709,94 @@ def cart_recommendations(
         categories = [row.category for row in ctx_rows if row is not None and row.category]
         return max(set(categories), key=categories.count) if categories else ""
 
-    stages: list[Stage] = [cart_stage, _personal_stage]
-    stages += _tail(context, category_of=cart_category if cart_keys else None)
-    items = _assemble(CART, context, stages, limit=limit, anchors=cart_keys)
-    return SlotResult(CART, items, context.version_id)
+    own: list[Stage] = [cart_stage, lambda ctx: _personal_stage(ctx, _blend(ctx, FOR_YOU))]
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        CART,
+        context,
+        own,
+        limit=limit,
+        fallbacks=_fallbacks(context, weights, category_of=cart_category if cart_keys else None),
+        anchors=cart_keys,
+        apply_rules=apply_rules,
+        explain=hits,
+    )
+    return _result(CART, context, items, hits)
 
 
-def recommended_for_you(*, context: RecoContext | None = None, limit: int | None = None) -> SlotResult:
+def recommended_for_you(
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    apply_rules: bool = True,
+    explain: bool = False,
+) -> SlotResult:
     """The home-page slot: personal, then from the session's views, then generic, never empty."""
     context = context or context_for()
     last = _last_viewed(context)
-    stages: list[Stage] = [_personal_stage, _session_stage]
+    weights = _blend(context, FOR_YOU)
+    own: list[Stage] = [
+        lambda ctx: _personal_stage(ctx, weights),
+        lambda ctx: _session_stage(ctx, weights),
+    ]
     if last:
-        stages.append(lambda ctx: list_stage(ctx, _similar_specs(last)))
-    stages += _tail(context, category_of=(lambda: context.category_of(last)) if last else None)
+        own.append(lambda ctx: list_stage(ctx, _similar_specs(last, weights)))
     anchors = context.history.recent_views[:5] if context.has_shopper else []
-    items = _assemble(FOR_YOU, context, stages, limit=limit, anchors=anchors)
-    return SlotResult(FOR_YOU, items, context.version_id)
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        FOR_YOU,
+        context,
+        own,
+        limit=limit,
+        fallbacks=_fallbacks(
+            context, weights, category_of=(lambda: context.category_of(last)) if last else None
+        ),
+        anchors=anchors,
+        apply_rules=apply_rules,
+        explain=hits,
+    )
+    return _result(FOR_YOU, context, items, hits)
 
 
 def trending(
-    category: str | None = None, *, context: RecoContext | None = None, limit: int | None = None
+    category: str | None = None,
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    apply_rules: bool = True,
+    explain: bool = False,
 ) -> SlotResult:
     """Trending overall, or in one category (a category slot is not capped by the diversity rule)."""
     context = context or context_for()
-    stages: list[Stage]
+    weights = _blend(context, TRENDING)
+    fallbacks = _fallbacks(context, weights)
+    own: list[Stage]
     if category:
-        stages = [
-            lambda ctx: category_stage(ctx, category),
-            lambda ctx: category_catalogue_stage(ctx, category),
-            global_stage,
-            live_popular_stage,
-            catalogue_stage,
-        ]
+        own = [lambda ctx: category_stage(ctx, category, weights)]
+        fallbacks["category"] = lambda ctx: category_catalogue_stage(ctx, category)
     else:
-        stages = [global_stage, live_popular_stage, catalogue_stage]
-    items = _assemble(TRENDING, context, stages, limit=limit, cap=None if category else True)
-    return SlotResult(TRENDING, items, context.version_id, extra={"category": category or ""})
+        own = [fallbacks.pop("popular")]  # the slot's own source is the shop-wide popularity
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        TRENDING,
+        context,
+        own,
+        limit=limit,
+        fallbacks=fallbacks,
+        cap=None if category else True,
+        apply_rules=apply_rules,
+        explain=hits,
+    )
+    return _result(TRENDING, context, items, hits, extra={"category": category or ""})
 
 
 def recently_viewed(
-    *, context: RecoContext | None = None, limit: int | None = None, exclude_product: Any = None
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    exclude_product: Any = None,
+    apply_rules: bool = True,
+    explain: bool = False,
 ) -> SlotResult:
     """The shopper's own recent views, newest first (optionally without the page's product)."""
     context = context or context_for()
@@ -590,14 +809,30 @@ def recently_viewed(
             Candidate(key, float(count - rank), RECENT, "recently_viewed") for rank, key in enumerate(views)
         ]
 
-    stages: list[Stage] = [history_stage, *_tail(context)]
-    items = _assemble(RECENTLY_VIEWED, context, stages, limit=limit, exclude=[current] if current else [])
-    return SlotResult(RECENTLY_VIEWED, items, context.version_id)
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        RECENTLY_VIEWED,
+        context,
+        [history_stage],
+        limit=limit,
+        fallbacks=_fallbacks(context, _blend(context, RECENTLY_VIEWED)),
+        exclude=[current] if current else [],
+        apply_rules=apply_rules,
+        explain=hits,
+    )
+    return _result(RECENTLY_VIEWED, context, items, hits)
 
 
-def buy_again(*, context: RecoContext | None = None, limit: int | None = None) -> SlotResult:
+def buy_again(
+    *,
+    context: RecoContext | None = None,
+    limit: int | None = None,
+    apply_rules: bool = True,
+    explain: bool = False,
+) -> SlotResult:
     """What the shopper bought before (most often, then most recently), plus the stored buy-again list."""
     context = context or context_for()
+    weights = _blend(context, BUY_AGAIN)
 
     def history_stage(ctx: RecoContext) -> list[Candidate]:
         if not ctx.has_shopper:
@@ -615,11 +850,14 @@ def buy_again(*, context: RecoContext | None = None, limit: int | None = None) -
             )
             for rank, key in enumerate(newest)
         }
+        weight = weights.get(sources.BUY_AGAIN, 1.0)
         specs = []
         if ctx.user_id is not None:
-            specs.append((ListSpec("user", str(ctx.user_id), sources.BUY_AGAIN), 1.0, "bought_before", ""))
+            specs.append((ListSpec("user", str(ctx.user_id), sources.BUY_AGAIN), weight, "bought_before", ""))
         if ctx.visitor_id:
-            specs.append((ListSpec("visitor", ctx.visitor_id, sources.BUY_AGAIN), 1.0, "bought_before", ""))
+            specs.append(
+                (ListSpec("visitor", ctx.visitor_id, sources.BUY_AGAIN), weight, "bought_before", "")
+            )
         top = max((cand.score for cand in found.values()), default=1.0)
         for cand in list_stage(ctx, specs):
             # The stored list ranks repurchase candidates; it adds to, never replaces, the plain history.
@@ -632,9 +870,17 @@ def buy_again(*, context: RecoContext | None = None, limit: int | None = None) -
                 found[cand.key] = Candidate(cand.key, cand.score * top * 0.5, cand.source, "bought_before")
         return list(found.values())
 
-    stages: list[Stage] = [history_stage, *_tail(context)]
-    items = _assemble(BUY_AGAIN, context, stages, limit=limit)
-    return SlotResult(BUY_AGAIN, items, context.version_id)
+    hits: list[RuleHit] | None = [] if explain else None
+    items = _assemble(
+        BUY_AGAIN,
+        context,
+        [history_stage],
+        limit=limit,
+        fallbacks=_fallbacks(context, weights),
+        apply_rules=apply_rules,
+        explain=hits,
+    )
+    return _result(BUY_AGAIN, context, items, hits)
 
 
 def _anchor(context: RecoContext, key: str) -> Any:
@@ -667,7 +913,11 @@ def recommend(slot: str, *args: Any, **kwargs: Any) -> SlotResult:
 
 
 def record_impression(context: RecoContext, result: SlotResult) -> None:
-    """One rec_impression event per rendered slot, with the keys shown, through shop_reco.track()."""
+    """One rec_impression event per rendered slot, with the keys shown.
+
+    Queued on the request (``shop_reco.tracking.track_later``): the middleware stores the request's events in
+    one buffer append once the response is sent, so a page of three slots costs one write, after the page.
+    """
     if not result.items or context.request is None or not reco_settings.TRACK_IMPRESSIONS:
         return
     _track_impression(
@@ -682,6 +932,6 @@ def record_impression(context: RecoContext, result: SlotResult) -> None:
 
 
 def _track_impression(request: Any, **fields: Any) -> None:
-    from shop_reco import track
+    from shop_reco.tracking import track_later
 
-    track("rec_impression", request=request, **fields)
+    track_later("rec_impression", request=request, **fields)

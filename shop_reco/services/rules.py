@@ -23,6 +23,7 @@ class Rule:
     strength: float
     starts_at: datetime | None
     ends_at: datetime | None
+    pk: int | None = None  # the MerchandisingRule's, so the admin can name the rule behind an effect
 
     def applies(self, slot: str, now: datetime) -> bool:
         if self.slot and self.slot != slot:
@@ -74,6 +75,7 @@ def active_rules(version_id: int | None, now: datetime | None = None) -> list[Ru
                     strength=float(row.strength),
                     starts_at=row.starts_at,
                     ends_at=row.ends_at,
+                    pk=row.pk,
                 )
                 for row in MerchandisingRule.objects.filter(is_active=True).order_by("pk")
             ]

@@ -20,7 +20,17 @@ from shop_reco.tracking import buffer, store
 from shop_reco.tracking.events import InvalidEvent, make_row, order_event_id
 from shop_reco.tracking.identity import Visitor, get_visitor
 
-__all__ = ["InvalidEvent", "Visitor", "get_visitor", "order_event_id", "product_key_of", "record", "track"]
+__all__ = [
+    "InvalidEvent",
+    "Visitor",
+    "get_visitor",
+    "order_event_id",
+    "product_key_of",
+    "record",
+    "record_deferred",
+    "track",
+    "track_later",
+]
 
 logger = logging.getLogger("shop_reco.tracking")
 
@@ -58,19 +68,12 @@ def track(
     instance or its key. Invalid arguments raise :class:`InvalidEvent` (a ``ValueError``); a storage failure
     is logged and returns None, never raises: tracking must not break a page.
     """
-    if request is not None:
-        visitor = get_visitor(request)
-        if not visitor.tracking:
-            return None
-        if visitor_id is None:
-            visitor_id = visitor.id
-        if user is None:
-            user = get_adapter().get_user(request)
-    row = make_row(
+    row = _request_row(
         event_type,
-        visitor_id=visitor_id or "",
-        user_id=user.pk if user is not None else None,
-        product_key=product_key_of(product),
+        request=request,
+        product=product,
+        visitor_id=visitor_id,
+        user=user,
         quantity=quantity,
         unit_price=unit_price,
         basket_ref=basket_ref,
@@ -80,7 +83,65 @@ def track(
         context=context,
         occurred_at=occurred_at,
     )
+    if row is None:
+        return None
     return row["client_event_id"] if record([row], verify_users=False) else None
+
+
+# Set on a request by the middleware: rows queued by track_later(), stored once the response is sent.
+DEFERRED_ATTR = "_shop_reco_deferred_events"
+
+
+def track_later(event_type: str, *, request: HttpRequest, **fields: Any) -> str | None:
+    """:func:`track`, but stored after the response, with the request's other events in one buffer append.
+
+    Validation and the opt-out checks happen now (an invalid event still raises). Without the middleware
+    (nothing collects the request's events) the event is stored at once, as :func:`track` does.
+    """
+    pending = getattr(request, DEFERRED_ATTR, None)
+    if pending is None:
+        return track(event_type, request=request, **fields)
+    row = _request_row(event_type, request=request, **fields)
+    if row is None:
+        return None
+    pending.append(row)
+    return row["client_event_id"]
+
+
+def record_deferred(request: HttpRequest) -> bool:
+    """Store the rows :func:`track_later` queued on ``request`` (one append); the middleware calls it."""
+    rows = getattr(request, DEFERRED_ATTR, None)
+    if not rows:
+        return True
+    setattr(request, DEFERRED_ATTR, [])
+    return record(rows, verify_users=False)
+
+
+def _request_row(
+    event_type: str,
+    *,
+    request: HttpRequest | None = None,
+    product: Any = None,
+    visitor_id: str | None = None,
+    user: Any = None,
+    **fields: Any,
+) -> dict[str, Any] | None:
+    """The validated row, with the shopper taken from the request; None when the request opted out."""
+    if request is not None:
+        visitor = get_visitor(request)
+        if not visitor.tracking:
+            return None
+        if visitor_id is None:
+            visitor_id = visitor.id
+        if user is None:
+            user = get_adapter().get_user(request)
+    return make_row(
+        event_type,
+        visitor_id=visitor_id or "",
+        user_id=user.pk if user is not None else None,
+        product_key=product_key_of(product),
+        **fields,
+    )
 
 
 def record(rows: Sequence[dict[str, Any]], *, verify_users: bool = True) -> bool:

@@ -7,12 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from shop_reco.attribution import attribute, parse_token
 from shop_reco.models import Event
 from shop_reco.testing import publish_lists
 
 CHROMIUM = "/usr/bin/chromium"
+SHOPPER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,10 +36,17 @@ def browser_page(monkeypatch):
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        page = browser.new_page()
+        # Headless Chromium says "HeadlessChrome", which the tracker takes for a bot: look like a shopper.
+        page = browser.new_page(user_agent=SHOPPER_AGENT)
         page.set_default_timeout(15_000)
-        yield page
-        browser.close()
+        try:
+            yield page
+        finally:
+            browser.close()
+            # The test's ORM reads ran inside Playwright's event loop, whose context holds its own database
+            # connection (Django's connections are context-local): close it here, in that context, or it
+            # outlives the test and the test database cannot be dropped.
+            connections.close_all()
 
 
 def wait_for(condition, timeout: float = 10.0):

@@ -1,4 +1,4 @@
-"""The read path stays at very few queries: warm, one product fetch (plus the shopper's history)."""
+"""The read path stays at very few queries: warm, none (plus the shopper's history)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from shop_reco.testing import publish_lists
 from tests.storefront.test_slots import VISITOR, view
 
 
-def test_cold_then_warm_query_counts(catalogue, django_assert_num_queries):
+def test_cold_then_warm_query_counts(catalogue, django_assert_num_queries, settings):
     k = catalogue.key
     publish_lists(
         {
@@ -20,13 +20,31 @@ def test_cold_then_warm_query_counts(catalogue, django_assert_num_queries):
     # Cold: version, lists (one query for all three similar sources), rules, products.
     with django_assert_num_queries(4):
         reco.similar_products(k("Kitchen 1"), limit=3, context=context_for())
-    # Warm: only the product fetch, which must be fresh (stock changes).
-    with django_assert_num_queries(1):
+    # Warm: nothing; the product rows are reused for PRODUCT_CACHE_SECONDS.
+    with django_assert_num_queries(0):
         reco.similar_products(k("Kitchen 1"), limit=3, context=context_for())
     # A shopper adds one indexed history read (recent views and purchases together).
     reco.recommended_for_you(limit=3, context=context_for(visitor_id=VISITOR))
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(1):
         reco.recommended_for_you(limit=3, context=context_for(visitor_id=VISITOR))
+    # Without the product cache, one product fetch per slot.
+    settings.SHOP_RECO = {**settings.SHOP_RECO, "PRODUCT_CACHE_SECONDS": 0}
+    reco.similar_products(k("Kitchen 1"), limit=3, context=context_for())
+    with django_assert_num_queries(1):
+        reco.similar_products(k("Kitchen 1"), limit=3, context=context_for())
+
+
+def test_a_stock_change_shows_once_the_product_cache_lapses(catalogue, monkeypatch):
+    k = catalogue.key
+    publish_lists({("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Kitchen 3")})
+    assert catalogue.names(reco.similar_products(k("Kitchen 1"), limit=1).keys) == ["Kitchen 2"]
+    catalogue["Kitchen 2"].stock = 0
+    catalogue["Kitchen 2"].save()
+    import time
+
+    later = time.monotonic() + 6  # PRODUCT_CACHE_SECONDS is 5
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert catalogue.names(reco.similar_products(k("Kitchen 1"), limit=1).keys) == ["Kitchen 3"]
 
 
 def test_three_slots_of_one_page_share_products_and_history(catalogue, django_assert_num_queries):
@@ -46,5 +64,5 @@ def test_three_slots_of_one_page_share_products_and_history(catalogue, django_as
 
     page(context_for(visitor_id=VISITOR))  # warms the caches
     context = context_for(visitor_id=VISITOR)
-    with django_assert_num_queries(4):  # history + one product fetch per slot
+    with django_assert_num_queries(1):  # the history; products come from the process's cache
         page(context)
