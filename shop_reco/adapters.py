@@ -38,7 +38,9 @@ def get_product_model() -> type[models.Model]:
     try:
         return apps.get_model(label, require_ready=False)
     except LookupError as exc:
-        raise ImproperlyConfigured(f'SHOP_RECO["PRODUCT_MODEL"] = {label!r} is not an installed model.') from exc
+        raise ImproperlyConfigured(
+            f'SHOP_RECO["PRODUCT_MODEL"] = {label!r} is not an installed model.'
+        ) from exc
 
 
 class BaseShopAdapter:
@@ -74,6 +76,30 @@ class BaseShopAdapter:
 
     def product_exists(self, key: str) -> bool:
         return bool(self.products_by_key([key]))
+
+    def known_product_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` name a product (the beacon's check): the keys of :meth:`products_by_key`.
+
+        While keys are primary keys (neither method overridden) it reads only the keys, not whole rows.
+        """
+        cls = type(self)
+        if cls.products_by_key is not BaseShopAdapter.products_by_key or (
+            cls.product_key is not BaseShopAdapter.product_key
+        ):
+            return set(self.products_by_key(keys))
+        pk_field = self.product_model()._meta.pk
+        assert pk_field is not None
+        clean_keys = []
+        for key in keys:
+            if key:
+                try:
+                    clean_keys.append(pk_field.to_python(key))
+                except Exception:  # a malformed key is simply not a product
+                    continue
+        if not clean_keys:
+            return set()
+        found = self.all_products().filter(pk__in=clean_keys).values_list("pk", flat=True)
+        return {str(pk) for pk in found}
 
     def product_text(self, product: models.Model) -> str:
         raise NotImplementedError

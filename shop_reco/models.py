@@ -20,6 +20,7 @@ class Event(models.Model):
         blank=True,
         on_delete=models.CASCADE,  # erasing an account erases its behaviour too
         related_name="shop_reco_events",
+        db_index=False,  # shop_reco_event_user_time serves lookups by user
     )
     product_key = models.CharField(max_length=64, blank=True, default="")
     quantity = models.IntegerField(default=1)
@@ -29,18 +30,27 @@ class Event(models.Model):
     # Recommendation slot and attribution token, for rec_* events and what they lead to.
     slot = models.CharField(max_length=64, blank=True, default="")
     token = models.CharField(max_length=64, blank=True, default="")
-    # Set by clients that retry; the same id is stored once.
-    client_event_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Set by clients that retry; the same id is stored once (shop_reco_event_client_id below).
+    client_event_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULLs never clash
     context = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # Every index costs each flushed row an insert, so only what the reads need: by time (recompute,
+        # live popular, attribution, retention) and a shopper's events by user or visitor (storefront history,
+        # merges, privacy). Nothing reads by product or token alone.
         indexes = [
             models.Index(fields=["occurred_at"], name="shop_reco_event_time"),
-            models.Index(fields=["user", "occurred_at"], name="shop_reco_event_user_time"),
+            models.Index(
+                fields=["user", "occurred_at"],
+                name="shop_reco_event_user_time",
+                condition=Q(user__isnull=False),
+            ),
             models.Index(fields=["visitor_id", "occurred_at"], name="shop_reco_event_visitor_time"),
-            models.Index(fields=["product_key", "event_type"], name="shop_reco_event_product"),
-            models.Index(fields=["token"], name="shop_reco_event_token", condition=~Q(token="")),
+        ]
+        constraints = [
+            # A constraint rather than unique=True, which would add a second (LIKE) index nobody queries.
+            models.UniqueConstraint(fields=["client_event_id"], name="shop_reco_event_client_id"),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from shop_reco.adapters import get_adapter
-from shop_reco.api.serializers import BeaconAcceptedSerializer, BeaconBatchSerializer, BeaconEventSerializer
+from shop_reco.api.serializers import (
+    BeaconAcceptedSerializer,
+    BeaconBatchSerializer,
+    validate_beacon_event,
+)
 from shop_reco.api.throttling import VisitorRateThrottle
 from shop_reco.conf import reco_settings
 from shop_reco.tracking import record
@@ -145,18 +149,18 @@ class BeaconView(APIView):
             )
 
         user = get_adapter().get_user(django_request)  # DRF set it from SessionUserWithoutCSRF
-        context = {"visitor_id": visitor.id, "user_id": user.pk if user is not None else None}
+        visitor_id, user_id = visitor.id, (user.pk if user is not None else None)
         errors: dict[str, Any] = {}
         rows: list[tuple[int, dict[str, Any]]] = []
         for index, item in enumerate(events):
-            serializer = BeaconEventSerializer(data=item, context=context)
-            if serializer.is_valid():
-                rows.append((index, serializer.validated_data))
+            row, problems = validate_beacon_event(item, visitor_id=visitor_id, user_id=user_id)
+            if row is not None:
+                rows.append((index, row))
             else:
-                errors[str(index)] = serializer.errors
+                errors[str(index)] = problems
         # One query for the whole batch.
         keys = {row["product_key"] for _, row in rows if row["product_key"]}
-        known = get_adapter().products_by_key(keys) if keys else {}
+        known = get_adapter().known_product_keys(keys) if keys else set()
         for index, row in rows:
             if row["product_key"] and row["product_key"] not in known:
                 errors[str(index)] = {"product_key": [f"Unknown product {row['product_key']!r}."]}

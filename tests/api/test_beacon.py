@@ -233,3 +233,51 @@ def test_the_beacon_script_is_shipped():
         "rec_impression",
     ):
         assert needle in text
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"event_type": "rec_click", "product_key": "7", "slot": "similar", "token": "s.sim.1.1.x"},
+        {"event_type": " view ", "product_key": " 7 ", "quantity": 3},
+        {"event_type": "rec_impression", "slot": "similar", "context": {"keys": ["1", "2"], "seen": True}},
+        {
+            "event_type": "wishlist",
+            "product_key": "7",
+            "client_event_id": "0F8FAD5B-D9CB-469F-A165-70867728950E",
+        },
+        {"event_type": "add_to_cart", "product_key": "7", "unit_price": None, "basket_ref": "b1"},
+    ],
+)
+def test_the_plain_validation_path_gives_the_serializers_row(event):
+    from shop_reco.api.serializers import BeaconEventSerializer, _plain_row
+
+    context = {"visitor_id": "a" * 32, "user_id": None}
+    plain = _plain_row(event, context["visitor_id"], None)
+    serializer = BeaconEventSerializer(data=event, context=context)
+    assert plain is not None and serializer.is_valid()
+    expected = dict(serializer.validated_data)
+    if "client_event_id" not in event:
+        plain["client_event_id"] = expected["client_event_id"]  # both new random ids
+    plain.pop("occurred_at"), expected.pop("occurred_at")
+    assert plain == expected
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "view",
+        {"event_type": "view", "product_key": 7},  # CharField coerces numbers: the serializer's job
+        {"event_type": "view", "product_key": "7", "unit_price": "4.95"},
+        {"event_type": "view", "product_key": "7", "quantity": 1.0},
+        {"event_type": "view", "product_key": "prodüct"},
+        {"event_type": "view", "product_key": "7", "user_id": 1},
+        {"event_type": "purchase", "product_key": "7"},
+        {"event_type": "view"},
+        {"event_type": "view", "product_key": "7", "client_event_id": "order:W1:1"},
+    ],
+)
+def test_the_plain_path_leaves_anything_unusual_to_the_serializer(event):
+    from shop_reco.api.serializers import _plain_row
+
+    assert _plain_row(event, "a" * 32, None) is None
