@@ -172,7 +172,9 @@ def changes(
 
 def _number(value: Any) -> bool:
     # JSON overlays may carry NaN or Infinity (Python's json reads them); neither is a setting.
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # ints are finite, and may exceed a float
 
 
 def validate_overlay(values: Any) -> dict[str, Any]:
