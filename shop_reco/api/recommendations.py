@@ -174,8 +174,11 @@ class SlotView(APIView):
         if result.anchor is not None:
             products.append(result.anchor)
         if serializer_class is AdapterProductSerializer:
-            fast = AdapterProductSerializer(context=serializer_context)
-            rendered = [fast.to_representation(product) for product in products]
+            # The items carry what the adapter serializer would ask the adapter for again.
+            rendered = [_product_data(item) for item in result.items]
+            if result.anchor is not None:
+                fast = AdapterProductSerializer(context=serializer_context)
+                rendered.append(fast.to_representation(result.anchor))
         else:
             rendered = list(serializer_class(products, many=True, context=serializer_context).data)
         data: dict[str, Any] = {
@@ -201,6 +204,18 @@ class SlotView(APIView):
         if result.slot == reco.BOUGHT_TOGETHER:
             data["bundle_price"] = f"{result.bundle_price:.2f}" if result.bundle_price is not None else None
         return data
+
+
+def _product_data(item: reco.RecoItem) -> dict[str, Any]:
+    """``AdapterProductSerializer``'s representation, from the item's fields."""
+    return {
+        "key": item.key,
+        "name": item.name,
+        "url": item.url,
+        "image": item.image_url,
+        "price": f"{item.price:.2f}" if item.price is not None else None,
+        "category": item.category,
+    }
 
 
 class ProductSlotView(SlotView):

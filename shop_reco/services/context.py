@@ -84,7 +84,7 @@ class RecoContext:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The shopper's effective configuration (``services.tuning``), read once per context.
+        """The shopper's effective configuration (``services.tuning``), read once per context; read-only.
 
         A request's own context asks the running experiment for the shopper's variant (which records the
         exposure); a context built for someone else (preview, tasks) reads the live configuration.
@@ -257,8 +257,10 @@ def shopper_config(context: RecoContext) -> dict[str, Any]:
 
             visitor = get_visitor(request)
             if visitor.tracking:  # an opted-out shopper or a bot is never enrolled
-                return experiments.config_for_shopper(visitor_id=visitor.id, user=context.user_id)
-        return tuning.current_config()
+                return experiments.config_for_shopper(
+                    visitor_id=visitor.id, user=context.user_id, shared=True
+                )
+        return tuning.current_config(shared=True)
     except Exception:  # a broken configuration must not break a page: the settings alone
         logger.exception("shop_reco could not read the tuned configuration; using the settings")
         return tuning.settings_config()

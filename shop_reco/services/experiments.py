@@ -146,11 +146,14 @@ def variant_for(*, visitor_id: str = "", user: Any = None) -> ExperimentVariant 
 
 
 def config_for_shopper(
-    *, visitor_id: str = "", user: Any = None, site_id: int | None = None
+    *, visitor_id: str = "", user: Any = None, site_id: int | None = None, shared: bool = False
 ) -> dict[str, Any]:
-    """``current_config`` for this shopper: with their experiment variant's overlay when one is running."""
+    """``current_config`` for this shopper: with their experiment variant's overlay when one is running.
+
+    ``shared=True``: the memoised configuration itself, read-only (the storefront's hot path).
+    """
     variant = variant_for(visitor_id=visitor_id, user=user)
-    return tuning.current_config(variant=variant, site_id=site_id)
+    return tuning.current_config(variant=variant, site_id=site_id, shared=shared)
 
 
 # --- lifecycle ---
