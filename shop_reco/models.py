@@ -91,12 +91,12 @@ class ScoreVersion(models.Model):
         ]
         get_latest_by = "created_at"
 
+    def __str__(self) -> str:
+        return f"{self.family} v{self.pk} ({self.status})"
+
     @property
     def progress_percent(self) -> int:
         return int(100 * self.steps_done / self.steps_total) if self.steps_total else 0
-
-    def __str__(self) -> str:
-        return f"{self.family} v{self.pk} ({self.status})"
 
 
 class RecommendationList(models.Model):

@@ -11,8 +11,8 @@ elif REQUIRE_SERVICES:
 else:
     os.environ["DATABASE_URL"] = "sqlite:///:memory:"
 
-from demo_shop.settings import *  # noqa: E402,F403
-from demo_shop.settings import DATABASES  # noqa: E402
+from demo_shop.settings import *  # noqa: F403
+from demo_shop.settings import DATABASES
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 # Separate test databases let several runs share one server (set per developer or per nox session).

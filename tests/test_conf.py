@@ -27,9 +27,9 @@ def test_user_dict_is_never_mutated():
 
 
 def test_bad_dotted_path_names_the_setting():
-    with override_settings(SHOP_RECO={"PRODUCT_MODEL": "catalogue.Product", "ADAPTER": "nope.Adapter"}):
-        with pytest.raises(ImproperlyConfigured, match="ADAPTER"):
-            get_adapter()
+    bad = {"PRODUCT_MODEL": "catalogue.Product", "ADAPTER": "nope.Adapter"}
+    with override_settings(SHOP_RECO=bad), pytest.raises(ImproperlyConfigured, match="ADAPTER"):
+        get_adapter()
 
 
 def test_unknown_setting_name_is_an_attribute_error():
@@ -48,7 +48,9 @@ def test_default_adapter_reads_plain_fields():
     from demo_shop.catalogue.models import Category, Product
 
     toys = Category.objects.create(name="Toys", slug="toys")
-    in_stock = Product.objects.create(sku="1", name="Red ball", description="bouncy", category=toys, price=2, stock=3)
+    in_stock = Product.objects.create(
+        sku="1", name="Red ball", description="bouncy", category=toys, price=2, stock=3
+    )
     Product.objects.create(sku="2", name="Blue ball", category=toys, price=2, stock=0)
     Product.objects.create(sku="3", name="Old ball", category=toys, price=2, stock=5, is_active=False)
     adapter = DefaultShopAdapter()
