@@ -1,8 +1,11 @@
 """Celery tasks of the recompute pipeline (imported by ``shop_reco.tasks``).
 
-A full recompute is: ``recompute`` takes the family lock and prepares the shared arrays, then a chord
-of ``recompute_item_shard`` tasks (blocks of products), then a chord of ``recompute_shopper_shard`` tasks
-(blocks of shoppers), then ``recompute_finalize`` publishes. Shards are idempotent (list writes are
+A full recompute is: ``recompute`` takes the family lock and plans the load (index look-ups only), then a
+chord of ``recompute_load_shard`` tasks (ranges of event ids) plus ``recompute_content`` (catalogue
+features), then ``recompute_item_stage`` combines them and fans out a chord of ``recompute_item_shard``
+tasks (blocks of products), then a chord of ``recompute_shopper_shard`` tasks (blocks of shoppers), then
+``recompute_finalize`` publishes. Only the plan, the combine, the assembly of item neighbours and the
+finalize are serial, so each added worker process shortens a run. Shards are idempotent (list writes are
 upserts) and safe to retry: ``acks_late`` with ``reject_on_worker_lost`` requeues a shard whose worker died.
 """
 
@@ -31,18 +34,49 @@ def recompute(self: Any, family: str = "full", shards: int | None = None) -> int
         return None
     if not self.request.is_eager:
         self.update_state(state="PROGRESS", meta={"version": version.pk, "percent": 0})
-    try:
-        plan = pipeline.prepare(version.pk, shards=shards)
-    except Exception as exc:
-        versions.fail(version.pk, f"prepare: {exc!r}")
-        raise
     if current_app.conf.task_always_eager:
         # Eager mode (the embedded demo, tests): the same steps, in this process, in order.
+        try:
+            plan = pipeline.prepare(version.pk, shards=shards)
+        except Exception as exc:
+            versions.fail(version.pk, f"prepare: {exc!r}")
+            raise
         pipeline.run_in_process(version.pk, plan)
         return version.pk
-    header = [recompute_item_shard.s(version.pk, start, stop) for start, stop in plan["item_blocks"]]
-    chord(header)(recompute_shopper_stage.si(version.pk, plan["item_blocks"], plan["shopper_blocks"]))
+    try:
+        load_plan = pipeline.plan_load(version.pk, shards=shards)
+    except Exception as exc:
+        versions.fail(version.pk, f"plan: {exc!r}")
+        raise
+    header = [
+        *(
+            recompute_load_shard.s(version.pk, load_plan, start, stop)
+            for start, stop in load_plan["event_ranges"]
+        ),
+        recompute_content.s(version.pk),
+    ]
+    chord(header)(recompute_item_stage.si(version.pk, load_plan))
     return version.pk
+
+
+@shared_task(name="shop_reco.tasks.recompute_load_shard", bind=True, **SHARD_OPTIONS)
+def recompute_load_shard(self: Any, version_id: int, plan: dict[str, Any], start: int, stop: int) -> int:
+    return _guarded(self, version_id, pipeline.load_shard, version_id, plan, start, stop)
+
+
+@shared_task(name="shop_reco.tasks.recompute_content", bind=True, **SHARD_OPTIONS)
+def recompute_content(self: Any, version_id: int) -> int:
+    return _guarded(self, version_id, pipeline.content, version_id)
+
+
+@shared_task(name="shop_reco.tasks.recompute_item_stage", bind=True, **SHARD_OPTIONS)
+def recompute_item_stage(self: Any, version_id: int, plan: dict[str, Any]) -> None:
+    def dispatch() -> None:
+        shards = pipeline.combine(version_id, plan)
+        header = [recompute_item_shard.s(version_id, start, stop) for start, stop in shards["item_blocks"]]
+        chord(header)(recompute_shopper_stage.si(version_id, shards["item_blocks"], shards["shopper_blocks"]))
+
+    _guarded(self, version_id, dispatch)
 
 
 @shared_task(name="shop_reco.tasks.recompute_item_shard", bind=True, **SHARD_OPTIONS)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -130,3 +131,85 @@ def on_logout(sender: Any, request: HttpRequest | None = None, **kwargs: Any) ->
     """A new visitor id: whoever uses this browser next is not linked to the customer who left."""
     if request is not None:
         start_new_visitor(request)
+
+
+# --- Incremental recompute triggers -------------------------------------------------------------------------
+# Owned by the recompute pipeline (shop_reco.pipeline_tasks), kept apart from the tracking handlers above: a
+# purchase or a cart change refreshes that shopper's lists in the live version, a new product gets content
+# neighbours at once. The task is queued after the transaction commits, so the worker sees the new rows, and
+# a broker outage is logged, never raised into the checkout.
+
+refresh_logger = logging.getLogger("shop_reco.pipeline")
+
+
+def _enqueue_after_commit(task_name: str, argument: str) -> None:
+    from django.db import transaction
+
+    def send() -> None:
+        try:
+            from shop_reco import pipeline_tasks
+
+            getattr(pipeline_tasks, task_name).delay(argument)
+        except Exception:
+            refresh_logger.exception("shop_reco could not queue %s(%r)", task_name, argument)
+
+    transaction.on_commit(send)
+
+
+def _shopper_of(request: HttpRequest | None, user: Any = None) -> str | None:
+    if user is None and request is not None:
+        from shop_reco.adapters import get_adapter
+
+        user = get_adapter().get_user(request)
+    if user is not None and getattr(user, "pk", None) is not None:
+        return f"u:{user.pk}"
+    if request is not None:
+        visitor = get_visitor(request)
+        if visitor.tracking and visitor.id:
+            return f"v:{visitor.id}"
+    return None
+
+
+@receiver(signals.order_placed, dispatch_uid="shop_reco.refresh_after_order")
+def refresh_shopper_after_order(
+    sender: Any, request: HttpRequest | None = None, user: Any = None, **kwargs: Any
+) -> None:
+    try:
+        shopper = _shopper_of(request, user)
+        if shopper:
+            _enqueue_after_commit("update_shopper", shopper)
+    except Exception:
+        refresh_logger.exception("shop_reco could not schedule a refresh after order_placed")
+
+
+@receiver(signals.cart_changed, dispatch_uid="shop_reco.refresh_after_cart")
+def refresh_shopper_after_cart(
+    sender: Any, request: HttpRequest | None = None, quantity: int = 0, **kwargs: Any
+) -> None:
+    if not quantity:
+        return
+    try:
+        shopper = _shopper_of(request)
+        if shopper:
+            _enqueue_after_commit("update_shopper", shopper)
+    except Exception:
+        refresh_logger.exception("shop_reco could not schedule a refresh after cart_changed")
+
+
+@receiver(post_save, dispatch_uid="shop_reco.index_new_product")
+def index_created_product(
+    sender: Any, instance: Any = None, created: bool = False, raw: bool = False, **kwargs: Any
+) -> None:
+    """Every model's post_save comes here; only a newly created product of the shop's product model counts."""
+    if not created or raw:
+        return
+    from shop_reco.conf import reco_settings
+
+    if sender._meta.label_lower != str(reco_settings.PRODUCT_MODEL).lower():
+        return
+    try:
+        from shop_reco.adapters import get_adapter
+
+        _enqueue_after_commit("index_new_product", get_adapter().product_key(instance))
+    except Exception:
+        refresh_logger.exception("shop_reco could not schedule indexing of a new product")

@@ -69,7 +69,7 @@ def test_item_neighbours_equal_the_engine_fitted_directly(shop, monkeypatch):
     labels = arrays["items"]
     for item in range(X.shape[1]):
         ids, scores = model.similar_items(item, N=50)
-        expected = [labels[i] for i, s in zip(ids, scores) if i >= 0 and s > 0]
+        expected = [labels[i] for i, s in zip(ids, scores, strict=True) if i >= 0 and s > 0]
         got = stored.get(labels[item], [])
         # Same neighbours; ties may be ordered differently.
         assert sorted(got) == sorted(expected)
