@@ -201,8 +201,8 @@ class DefaultShopAdapter(BaseShopAdapter):
         return Decimal(str(value)) if value is not None else None
 
     def product_image_url(self, product: models.Model) -> str:
-        value = getattr(product, self.image_field, "")
-        if hasattr(value, "url"):
+        value: Any = getattr(product, self.image_field, "")
+        if hasattr(value, "url"):  # an ImageField/FileField
             return value.url if value else ""
         return str(value or "")
 

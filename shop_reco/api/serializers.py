@@ -32,7 +32,8 @@ class BeaconEventSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     # A UUID, so a browser cannot pre-empt the deterministic ids of server events (e.g. "order:...").
     client_event_id = serializers.UUIDField(required=False, allow_null=True, default=None)
-    context = serializers.DictField(required=False, default=dict)
+    # DRF's metaclass moves declared fields out of the class, so self.context stays the serializer context.
+    context = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -58,8 +59,8 @@ class BeaconEventSerializer(serializers.Serializer):
         try:
             return make_row(
                 attrs["event_type"],
-                visitor_id=self.context["visitor_id"],
-                user_id=self.context["user_id"],
+                visitor_id=self.context["visitor_id"],  # type: ignore[index]
+                user_id=self.context["user_id"],  # type: ignore[index]
                 product_key=attrs["product_key"],
                 quantity=attrs["quantity"],
                 unit_price=attrs["unit_price"],
@@ -125,7 +126,7 @@ def _plain_row(data: Any, visitor_id: str, user_id: Any) -> dict[str, Any] | Non
     event_type = event_type.strip()  # CharField trims
     if not event_type or len(event_type) > 32 or event_type in SERVER_ONLY_EVENT_TYPES:
         return None
-    text: dict[str, str] = {}
+    text: dict[str, Any] = {}
     for name, max_length in _TEXT_FIELDS:
         value = data.get(name, "")
         if type(value) is not str:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, Protocol
+
+
+class Stream(Protocol):
+    """A text stream: sys.stderr, or a management command's ``self.stderr``."""
+
+    def write(self, text: str) -> Any: ...
+
+    def flush(self) -> Any: ...
 
 
 class ProgressBar:
@@ -12,9 +20,9 @@ class ProgressBar:
 
     width = 30
 
-    def __init__(self, label: str, *, stream: TextIO | None = None, enabled: bool = True) -> None:
+    def __init__(self, label: str, *, stream: Stream | None = None, enabled: bool = True) -> None:
         self.label = label
-        self.stream = stream or sys.stderr
+        self.stream: Stream = stream or sys.stderr
         self.enabled = enabled
         self.started = time.monotonic()
         self.last_decile = -1

@@ -30,7 +30,9 @@ class RecomputeAlreadyRunning(Exception):
         self.version = version
 
 
-def start_version(family: str, parameters: dict[str, Any], *, stale_after: timedelta = STALE_AFTER) -> ScoreVersion:
+def start_version(
+    family: str, parameters: dict[str, Any], *, stale_after: timedelta = STALE_AFTER
+) -> ScoreVersion:
     """Create the building version, or raise :class:`RecomputeAlreadyRunning`.
 
     The database's partial unique constraint is the lock, so it holds across worker machines.
@@ -55,7 +57,9 @@ def fail_stale_versions(family: str, stale_after: timedelta = STALE_AFTER) -> in
     return count
 
 
-def report_progress(version_id: int, *, done: int | None = None, total: int | None = None, add: int = 0) -> None:
+def report_progress(
+    version_id: int, *, done: int | None = None, total: int | None = None, add: int = 0
+) -> None:
     """Heartbeat plus progress; ``add`` counts finished shards without a read-modify-write race."""
     from django.db.models import F
 
@@ -75,7 +79,9 @@ def publish(version_id: int) -> ScoreVersion:
         version = ScoreVersion.objects.select_for_update().get(pk=version_id)
         if version.status != Status.BUILDING:
             raise ValueError(f"{version} cannot be published from status {version.status!r}")
-        ScoreVersion.objects.filter(family=version.family, status=Status.PUBLISHED).update(status=Status.RETIRED)
+        ScoreVersion.objects.filter(family=version.family, status=Status.PUBLISHED).update(
+            status=Status.RETIRED
+        )
         version.status = Status.PUBLISHED
         version.published_at = timezone.now()
         version.steps_done = version.steps_total
@@ -93,7 +99,9 @@ def fail(version_id: int, error: str) -> None:
 
 def prune(family: str, keep: int) -> int:
     """Delete all but the ``keep`` newest finished versions (the published one is always kept)."""
-    finished = ScoreVersion.objects.filter(family=family).exclude(status=Status.BUILDING).order_by("-created_at")
+    finished = (
+        ScoreVersion.objects.filter(family=family).exclude(status=Status.BUILDING).order_by("-created_at")
+    )
     keep_ids = list(finished.values_list("pk", flat=True)[: max(1, keep)])
     live = live_version(family)
     if live is not None:
@@ -118,8 +126,10 @@ def artifact_names(version_id: int) -> list[str]:
 
 def save_arrays(version_id: int, name: str, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    ScoreArtifact.objects.update_or_create(version_id=version_id, name=name, defaults={"data": buffer.getvalue()})
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwds
+    ScoreArtifact.objects.update_or_create(
+        version_id=version_id, name=name, defaults={"data": buffer.getvalue()}
+    )
 
 
 def load_arrays(version_id: int, name: str) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 
 from shop_reco.models import Event
 from shop_reco.tracking.events import ROW_FIELDS, from_copy_line, row_to_model_kwargs, to_copy_line
@@ -77,7 +78,9 @@ def _can_copy() -> bool:
 
 
 def _column(name: str) -> str:
-    return Event._meta.get_field("user" if name == "user_id" else name).column
+    field = Event._meta.get_field("user" if name == "user_id" else name)
+    assert isinstance(field, Field) and field.column is not None
+    return field.column
 
 
 def _all_users_exist(lines: Sequence[bytes]) -> bool:
@@ -143,7 +146,10 @@ def _bulk_create(rows: Sequence[dict[str, Any]], *, verify_users: bool, exact: b
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             stored.update(
-                Event.objects.filter(client_event_id__in=chunk).values_list("client_event_id", flat=True)
+                str(key)
+                for key in Event.objects.filter(client_event_id__in=chunk).values_list(
+                    "client_event_id", flat=True
+                )
             )
         batch = [row for row in batch if row.get("client_event_id") not in stored]
     objects = [Event(**row_to_model_kwargs(row)) for row in batch]
@@ -157,6 +163,7 @@ def _insert_via_temp_table(lines: Sequence[bytes]) -> int:
     qn = connection.ops.quote_name
     user_model = get_user_model()
     user_pk = user_model._meta.pk
+    assert user_pk is not None and user_pk.column is not None
     assert user_pk is not None
     user_type = Event._meta.get_field("user").db_type(connection)
     columns = [_column(name) for name in ROW_FIELDS]
