@@ -54,6 +54,13 @@ def _bitsets(B: sp.csr_matrix) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little").view(np.uint64)
 
 
+def _popcount_rows(bits: np.ndarray) -> np.ndarray:
+    """Set bits per row of a uint64 array, shape (n,), int64 (numpy < 2 has no bitwise_count)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
+    return np.unpackbits(bits.view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)  # pragma: no cover
+
+
 @dataclass
 class FrequentItemsets:
     """Frequent itemsets with their absolute counts.
@@ -135,7 +142,7 @@ def frequent_itemsets(
         for s in range(0, left.size, chunk):
             lft, rgt = left[s : s + chunk], right[s : s + chunk]
             bits = level_bits[lft] & item_bits[level_sets[rgt, -1]]
-            cnt = np.bitwise_count(bits).sum(axis=1, dtype=np.int64)
+            cnt = _popcount_rows(bits)
             ok = cnt >= min_count
             if ok.any():
                 new_sets.append(np.hstack([level_sets[lft[ok]], level_sets[rgt[ok], -1:]]))

@@ -15,8 +15,8 @@ from .similarity import (
     blockwise_topk,
     bm25_weight,
     cancel,
-    default_threads,
     centre_rows,
+    default_threads,
     prepare_rows,
     similarity_block,
     tfidf_weight,
@@ -170,10 +170,11 @@ class ItemKNN(BaseRecommender):
         return self
 
     def _budget(self, spec: SimilaritySpec) -> int:
-        # At least two blocks per thread, so the selection of one overlaps the matmul of the next.
+        # At least four blocks per thread: the selection of one overlaps the matmul of the next, and
+        # smaller dense blocks stay in cache.
         assert spec.ET is not None
         total = int(np.diff(spec.ET.indptr).astype(np.int64)[spec.E.indices].sum())
-        return max(100_000, min(int(self.block_flops), total // (2 * default_threads(self.n_threads)) + 1))
+        return max(100_000, min(int(self.block_flops), total // (4 * default_threads(self.n_threads)) + 1))
 
     def _score(self, user_ids: np.ndarray, X_rows: sp.csr_matrix) -> np.ndarray:
         rows = X_rows

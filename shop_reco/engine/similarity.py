@@ -45,6 +45,9 @@ __all__ = [
 ]
 
 DEFAULT_BLOCK_FLOPS = 20_000_000
+# Blocks at least this dense (and not larger) are selected on a dense copy, see topk_per_row.
+DENSE_MIN_DENSITY = 0.9
+DENSE_MAX_CELLS = 64_000_000
 
 
 def _row_ids(A: sp.csr_matrix) -> np.ndarray:
@@ -223,9 +226,8 @@ def prepare_rows(
         if centring == "interacted":
             ET = None
         rows = _row_ids(A)
-        sq = np.bincount(rows, weights=A.data.astype(np.float64) ** 2, minlength=A.shape[0]).astype(
-            np.float64
-        )
+        sq = np.bincount(rows, weights=A.data.astype(np.float64) ** 2, minlength=A.shape[0])
+        sq = sq.astype(np.float64)
         if shrinkage == 0:
             norms = np.sqrt(sq)
             scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
@@ -452,7 +454,7 @@ def topk_per_row(
     """
     b, n = S.shape
     K = max(1, int(K))
-    if positive_only and b and S.nnz > 0.05 * b * n and b * n <= 64_000_000:
+    if positive_only and b and S.nnz > DENSE_MIN_DENSITY * b * n and b * n <= DENSE_MAX_CELLS:
         return _topk_dense(S, K, row_offset, exclude_self)
     r = _row_ids(S)
     v = S.data

@@ -174,3 +174,27 @@ def test_topk_per_row_handles_long_and_short_rows():
         got = vals[r][cols[r] >= 0]
         np.testing.assert_allclose(got, expected, rtol=1e-6)
         np.testing.assert_allclose(D[r, cols[r][cols[r] >= 0]], got, rtol=1e-6)
+
+
+@SETTINGS
+@given(D=matrices(), K=st.integers(1, 5), offset=st.integers(0, 3))
+def test_dense_and_sparse_selection_agree(D, K, offset):
+    import shop_reco.engine.similarity as sim
+
+    S = sp.csr_matrix(D - 2.0 * (D == 3), dtype=np.float32)  # some negative entries too
+    saved = sim.DENSE_MIN_DENSITY
+    try:
+        sim.DENSE_MIN_DENSITY = 0.0
+        dense = topk_per_row(S, K, row_offset=offset)
+        sim.DENSE_MIN_DENSITY = 2.0
+        sparse = topk_per_row(S, K, row_offset=offset)
+    finally:
+        sim.DENSE_MIN_DENSITY = saved
+    # Same values; among ties either path may pick a different column, each holding that value.
+    np.testing.assert_allclose(dense[1], sparse[1])
+    Sd = S.toarray()
+    for cols, vals in (dense, sparse):
+        for r in range(S.shape[0]):
+            ok = cols[r] >= 0
+            np.testing.assert_allclose(Sd[r, cols[r][ok]], vals[r][ok])
+            assert not np.isin(r + offset, cols[r][ok])
