@@ -117,8 +117,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds each process trusts its idea of the live version id before asking again.
     "VERSION_CACHE_SECONDS": 5,
     # Seconds each process reuses a product row it read for the slots (availability, category, name, price);
-    # 0 reads them on every request. A stock change shows within this time.
-    "PRODUCT_CACHE_SECONDS": 5,
+    # 0 reads them on every request. A stock change or a new price shows in the slots within this time (the
+    # product page and the cart read the product themselves).
+    "PRODUCT_CACHE_SECONDS": 30,
     # Seconds the stored lists stay in the Django cache; keys carry the version id, so no purge is needed.
     "LIST_CACHE_SECONDS": 6 * 3600,
     # Per-slot options merged over the built-in ones (shop_reco.services.recommendations.SLOT_DEFAULTS):

@@ -177,8 +177,7 @@ class SlotView(APIView):
             # The items carry what the adapter serializer would ask the adapter for again.
             rendered = [_product_data(item) for item in result.items]
             if result.anchor is not None:
-                fast = AdapterProductSerializer(context=serializer_context)
-                rendered.append(fast.to_representation(result.anchor))
+                rendered.append(_anchor_data(context, result.anchor, serializer_context))
         else:
             rendered = list(serializer_class(products, many=True, context=serializer_context).data)
         data: dict[str, Any] = {
@@ -215,6 +214,24 @@ def _product_data(item: reco.RecoItem) -> dict[str, Any]:
         "image": item.image_url,
         "price": f"{item.price:.2f}" if item.price is not None else None,
         "category": item.category,
+    }
+
+
+def _anchor_data(context: RecoContext, anchor: Any, serializer_context: dict[str, Any]) -> dict[str, Any]:
+    """The page's own product, described from the row the slot loaded (once per cached row)."""
+    key = context.adapter.product_key(anchor)
+    row = context.products.get(key)
+    if row is None or row.product is not anchor:
+        return AdapterProductSerializer(context=serializer_context).to_representation(anchor)
+    shown = reco.describe(context, row)
+    price = shown["price"]
+    return {
+        "key": key,
+        "name": shown["name"],
+        "url": shown["url"],
+        "image": shown["image_url"],
+        "price": f"{price:.2f}" if price is not None else None,
+        "category": row.category,
     }
 
 

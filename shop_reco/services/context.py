@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import models
-from django.db.models import Q
+from django.conf import settings
+from django.db import connections, models, router
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -75,6 +75,7 @@ class RecoContext:
         self._version_id: int | bool | None = False
         self._config: dict[str, Any] | None = None
         self._slot_options: dict[str, dict[str, Any]] = {}
+        self.memo: dict[str, Any] = {}  # per-page lookups the slots share (translated reasons, ...)
 
     @property
     def version_id(self) -> int | None:
@@ -123,17 +124,8 @@ class RecoContext:
         history = History()
         if not self.has_shopper:
             return history
-        who = Q()
-        if self.user_id is not None:
-            who |= Q(user_id=self.user_id)
-        if self.visitor_id:
-            who |= Q(visitor_id=self.visitor_id)
-        rows = (
-            Event.objects.filter(who, event_type__in=("view", "purchase"))
-            .exclude(product_key="")
-            .order_by("-occurred_at")
-            .values_list("event_type", "product_key", "occurred_at")[: int(reco_settings.HISTORY_LENGTH)]
-        )
+        limit = int(reco_settings.HISTORY_LENGTH)
+        rows = _history_rows(self.user_id, self.visitor_id, limit)
         seen: set[str] = set()
         for event_type, key, occurred_at in rows:
             if event_type == "view":
@@ -244,6 +236,55 @@ def coerce_keys(value: Any, adapter: BaseShopAdapter | None = None) -> list[str]
         elif element not in (None, ""):
             keys.append(str(element))
     return keys
+
+
+_HISTORY_SQL: dict[tuple[str, bool, bool], str] = {}
+
+
+def _history_rows(user_id: Any, visitor_id: str, limit: int) -> list[tuple[str, str, datetime]]:
+    """(event type, product key, time) of the shopper's latest views and purchases, newest first.
+
+    The ORM's query, written once per shape and reused: compiling it cost more than running it.
+    """
+    using = router.db_for_read(Event)
+    shape = (using, user_id is not None, bool(visitor_id))
+    sql = _HISTORY_SQL.get(shape)
+    if sql is None:
+        qn = connections[using].ops.quote_name
+        column = {
+            name: qn(Event._meta.get_field(name).column)
+            for name in ("user", "visitor_id", "event_type", "product_key", "occurred_at")
+        }
+        who = []
+        if user_id is not None:
+            who.append(f"{column['user']} = %s")
+        if visitor_id:
+            who.append(f"{column['visitor_id']} = %s")
+        sql = _HISTORY_SQL[shape] = (
+            f"SELECT {column['event_type']}, {column['product_key']}, {column['occurred_at']} "
+            f"FROM {qn(Event._meta.db_table)} WHERE ({' OR '.join(who)}) "
+            f"AND {column['event_type']} IN (%s, %s) AND NOT ({column['product_key']} = %s) "
+            f"ORDER BY {column['occurred_at']} DESC LIMIT %s"
+        )
+    params: list[Any] = [user_id] if user_id is not None else []
+    if visitor_id:
+        params.append(visitor_id)
+    params += ["view", "purchase", "", limit]
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    connection = connections[using]
+    if not connection.features.supports_timezones or not settings.USE_TZ:
+        # SQLite gives naive times (and may give strings): the ORM's conversion, by hand.
+        field = Event._meta.get_field("occurred_at")
+        converters = connection.ops.get_db_converters(field.get_col(Event._meta.db_table))
+        converted = []
+        for event_type, key, occurred_at in rows:
+            for converter in converters:
+                occurred_at = converter(occurred_at, field.get_col(Event._meta.db_table), connection)
+            converted.append((event_type, key, occurred_at))
+        rows = converted
+    return rows
 
 
 def shopper_config(context: RecoContext) -> dict[str, Any]:

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.utils.formats import localize
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 
 from shop_reco import sources
@@ -177,6 +180,35 @@ class RecoItem:
     price: Decimal | None
     category: str
     anchor_key: str = ""
+    slot: str = ""
+
+    @property
+    def html(self) -> SafeString:
+        """The built-in slot templates' markup of this item (``{% block item %}``), built without the template
+        engine: a dozen variable lookups per item were most of a slot's rendering time.
+        """
+        image = (
+            f'<img class="reco-item__image" src="{escape(self.image_url)}" alt="" loading="lazy" width="160" '
+            'height="160">'
+            if self.image_url
+            else ""
+        )
+        price = (
+            f'<span class="reco-item__price">{escape(localize(self.price))}</span>'
+            if self.price is not None
+            else ""
+        )
+        return mark_safe(
+            f'\n    <li class="reco-item" data-reco-source="{escape(self.source)}">\n'
+            f'      <a class="reco-item__link" href="{escape(self.url)}" data-reco-token="{escape(self.token)}" '
+            f'data-reco-slot="{escape(self.slot)}" data-reco-product="{escape(self.key)}">\n'
+            f"        {image}\n"
+            f'        <span class="reco-item__name">{escape(self.name)}</span>\n'
+            "      </a>\n"
+            f"      {price}\n"
+            f'      <span class="reco-item__reason">{escape(self.reason)}</span>\n'
+            "    </li>"
+        )
 
     @property
     def tracked_url(self) -> str:
@@ -438,7 +470,7 @@ def _items(
                 reason_code=cand.reason,
                 score=round(cand.score, 6),
                 position=position,
-                token=make_token(slot, cand.source, item_version, position, key),
+                token=_token(slot, cand.source, item_version, position, key),
                 version_id=item_version,
                 name=shown["name"],
                 url=shown["url"],
@@ -446,11 +478,27 @@ def _items(
                 price=shown["price"],
                 category=row.category,
                 anchor_key=cand.anchor,
+                slot=slot,
             )
         )
     # The page context: later slots of this page skip what this one shows.
     context.shown.update(keys)
     return items
+
+
+_tokens: dict[tuple[str, str, int | None, int, str], str] = {}
+_TOKENS_MAX = 50_000
+
+
+def _token(slot: str, source: str, version_id: int | None, position: int, key: str) -> str:
+    """``make_token``, memoised: a token depends only on its parts, and an HMAC per item adds up."""
+    parts = (slot, source, version_id, position, key)
+    token = _tokens.get(parts)
+    if token is None:
+        if len(_tokens) >= _TOKENS_MAX:
+            _tokens.clear()
+        token = _tokens[parts] = make_token(slot, source, version_id, position, key)
+    return token
 
 
 def describe(context: RecoContext, row: ProductRow) -> dict[str, Any]:
@@ -467,20 +515,29 @@ def describe(context: RecoContext, row: ProductRow) -> dict[str, Any]:
     return shown
 
 
+def _text(context: RecoContext, code: str) -> str:
+    """The translated reason template, looked up once per code per page (gettext per item adds up)."""
+    texts = context.memo.setdefault("reasons", {})
+    text = texts.get(code)
+    if text is None:
+        text = texts[code] = _REASONS[code]()
+    return text
+
+
 def _reason(context: RecoContext, cand: Candidate, category: str) -> str:
     code = cand.reason
     if code == "bought_before" and cand.extra.get("count", 1) > 1:
-        return _REASONS["bought_times"]() % {"count": cand.extra["count"]}
+        return _text(context, "bought_times") % {"count": cand.extra["count"]}
     if code in ("trending_in", "popular_in", "more_in"):
         name = cand.extra.get("category") or category
         if not name:
             code = {"trending_in": "trending", "popular_in": "popular"}.get(code, "catalogue")
-        return _REASONS[code]() % {"category": name}
-    template = _REASONS.get(code, _REASONS["for_you"])()
+        return _text(context, code) % {"category": name}
+    template = _text(context, code if code in _REASONS else "for_you")
     if "%(anchor)s" in template:
         row = context.products.get(cand.anchor) if cand.anchor else None
         if row is None:
-            return _REASONS[_GENERIC_REASON.get(code, "for_you")]()
+            return _text(context, _GENERIC_REASON.get(code, "for_you"))
         return template % {"anchor": describe(context, row)["name"]}
     return template
 

@@ -145,8 +145,16 @@ def push(rows: Sequence[dict[str, Any]]) -> bool:
     return True
 
 
+_asked_until = 0.0  # this process asked for a flush lately: no round trip to ask again
+
+
 def _ask_for_flush(client: Any) -> None:
     """Queue one flush task per window; never flush here, inside someone's request."""
+    global _asked_until
+    now = time.monotonic()
+    if now < _asked_until:
+        return
+    _asked_until = now + TRIGGER_WINDOW_SECONDS
     try:
         if not celery_queues_tasks():
             return  # eager (or no) Celery would run the flush in this request; the periodic flush will do it
