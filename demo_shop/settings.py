@@ -88,6 +88,15 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or CELERY_BROKER
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Requests queue tasks (a cart change refreshes that shopper's lists): with the broker down, give up within
+# about a second instead of blocking the page on Celery's default retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 
 # Read before SHOP_RECO is defined, so the defaults are used; shops may pass their own cadences.
 from shop_reco.schedules import default_beat_schedule  # noqa: E402

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rest_framework.throttling import SimpleRateThrottle
 
 from shop_reco.conf import reco_settings
+
+logger = logging.getLogger("shop_reco.tracking")
 
 
 class VisitorRateThrottle(SimpleRateThrottle):
@@ -22,6 +25,16 @@ class VisitorRateThrottle(SimpleRateThrottle):
     def get_rate(self) -> str | None:
         # Read per request (not a class attribute), so override_settings and reloads apply.
         return reco_settings.BEACON_THROTTLE_RATE
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            # The cache (Redis) is down: events arriving unthrottled for a while beat losing them all.
+            logger.warning(
+                "shop_reco beacon throttle: the cache is unreachable; not throttling", exc_info=True
+            )
+            return True
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         visitor = getattr(request, "shop_reco_visitor", None)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from django.db import DatabaseError
 from rest_framework import status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
@@ -32,6 +34,8 @@ except ImportError:  # the schema is optional: without drf-spectacular the views
     def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef,misc]
         return lambda view: view
 
+
+logger = logging.getLogger("shop_reco.tracking")
 
 # sendBeacon sends a string body as text/plain; fetch sends application/json.
 ACCEPTED_CONTENT_TYPES = frozenset({"application/json", "text/plain"})
@@ -104,6 +108,17 @@ class BeaconView(APIView):
     authentication_classes = (SessionUserWithoutCSRF,)
     permission_classes = ()
     throttle_classes = (VisitorRateThrottle,)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, DatabaseError):
+            # The database is unreachable (a restart, say): a 503 tells the browser to send the batch again.
+            logger.warning("shop_reco beacon: the database is unreachable; answering 503", exc_info=True)
+            return Response(
+                {"detail": "The events could not be stored; send them again later."},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "5"},
+            )
+        return super().handle_exception(exc)
 
     def post(self, request: Request) -> Response:
         django_request = request._request

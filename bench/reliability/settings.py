@@ -1,0 +1,36 @@
+"""The demo shop as the reliability run serves it: its own PostgreSQL, a Redis for the event buffer and the
+cache, another Redis as the Celery broker, all on loopback (``bench/reliability/run.py`` sets the URLs)."""
+
+import os
+
+from demo_shop.settings import *  # noqa: F403
+from demo_shop.settings import DATABASES, SHOP_RECO
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+# A restarted PostgreSQL leaves dead persistent connections: check before reuse.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+CELERY_BROKER_URL = os.environ["RELIABILITY_BROKER_URL"]
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = False
+# A shard whose worker was killed goes back on the queue after this many seconds (not the default hour).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_IMPORTS = ["bench.reliability.hooks"]
+SHOP_RECO = {
+    **SHOP_RECO,
+    # The loader is a few dozen shoppers on one address; the throttle is tested in tests/reliability.
+    "BEACON_THROTTLE_RATE": "100000/min",
+    "EVENT_BUFFER_FLUSH_SIZE": 200,
+    "RECOMPUTE_SHARDS": 4,
+}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "shop_reco": {"handlers": ["console"], "level": "WARNING"},
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
+    },
+}
