@@ -13,6 +13,10 @@ class DemoShopAdapter(DefaultShopAdapter):
     def product_category(self, product) -> str:
         return product.category.name
 
+    def product_name(self, product) -> str:
+        # Online Retail descriptions are upper case; the shop's own pages show those title-cased too.
+        return product.name.title() if product.name.isupper() else product.name
+
     def product_attributes(self, product) -> dict[str, str]:
         return {"category": product.category.name}
 
