@@ -162,3 +162,31 @@ def test_too_many_events_and_wrong_content_types(beacon):
     assert beacon({"events": [{"event_type": "search"}] * 51}).status_code == 400
     assert beacon("events=1", content_type="application/x-www-form-urlencoded").status_code == 415
     assert beacon("{}", content_type="multipart/form-data; boundary=x").status_code == 415
+
+
+def test_a_cache_outage_lets_batches_through_unthrottled(beacon, settings, monkeypatch, caplog):
+    from django.core.cache import cache
+
+    settings.SHOP_RECO = {**settings.SHOP_RECO, "BEACON_THROTTLE_RATE": "100/min"}
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "get", down)
+    response = beacon({"events": [{"event_type": "search", "client_event_id": str(uuid.uuid4())}]})
+    assert response.status_code == 202
+    assert "not throttling" in caplog.text
+
+
+def test_a_database_outage_is_a_503_the_browser_can_resend(beacon, monkeypatch):
+    from django.db import OperationalError
+
+    from shop_reco.api import views
+
+    def down(*args, **kwargs):
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr(views, "get_visitor", down)  # any query of the view failing
+    response = beacon({"events": [{"event_type": "rec_click", "product_key": "PRODUCT", "slot": "similar"}]})
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
