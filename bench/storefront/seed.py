@@ -6,8 +6,8 @@ import random
 from datetime import timedelta
 from decimal import Decimal
 
-CATEGORIES = 20
-PRODUCTS = 2000
+CATEGORIES = 30
+PRODUCTS = 3000
 VISITORS = 300
 LIST_LENGTH = 20
 
