@@ -391,19 +391,33 @@ def base_config(site_id: int = 0) -> dict[str, Any]:
     return config
 
 
-def current_config(variant: Any = None, *, site_id: int | None = None) -> dict[str, Any]:
+def current_config(
+    variant: Any = None, *, site_id: int | None = None, shared: bool = False
+) -> dict[str, Any]:
     """The effective configuration (see the module docstring); ``variant`` applies an experiment's overlay.
 
     ``variant`` is an :class:`~shop_reco.models.ExperimentVariant`, its primary key, or
     ``"experiment:variant"`` keys; an unknown variant is ignored, so a deleted experiment never breaks a page.
+    The merged result is memoised like the stored layers (``CONFIG_CACHE_SECONDS``, cleared by a save);
+    ``shared=True`` returns the memoised dict itself, for hot paths that only read it (never change it).
     """
     site = current_site_id() if site_id is None else site_id
-    config = settings_config()
-    for layer in _stored_layers(site):
-        config = merge(config, layer)
-    if variant is not None:
-        config = merge(config, variant_overlay(variant))
-    return config
+    if isinstance(variant, ExperimentVariant):
+        # A variant object carries its overlay; an edited overlay is a new key.
+        variant_key: Any = ("object", variant.pk, repr(sorted((variant.overlay or {}).items())))
+    else:
+        variant_key = None if variant is None else str(variant)
+
+    def load() -> dict[str, Any]:
+        config = settings_config()
+        for layer in _stored_layers(site):
+            config = merge(config, layer)
+        if variant is not None:
+            config = merge(config, variant_overlay(variant))
+        return config
+
+    config = _memo(("effective", site, variant_key), load)
+    return config if shared else copy.deepcopy(config)
 
 
 def variant_overlay(variant: Any) -> dict[str, Any]:
