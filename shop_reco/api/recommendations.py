@@ -33,7 +33,7 @@ try:
 except ImportError:  # the schema is optional: without drf-spectacular the views work the same
     OpenApiParameter = OpenApiResponse = OpenApiTypes = None  # type: ignore[assignment,misc]
 
-    def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]
+    def extend_schema(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef,misc]
         return lambda view: view
 
 
@@ -42,7 +42,7 @@ except ImportError:  # the schema is optional: without drf-spectacular the views
 
 class RecoItemSerializer(serializers.Serializer):
     key = serializers.CharField()
-    source = serializers.CharField(help_text="The list or fallback that produced the item.")
+    source = serializers.CharField(help_text="The list or fallback that produced the item.")  # type: ignore[assignment]
     reason = serializers.CharField(help_text='Short explanation, e.g. "Because you viewed ...".')
     reason_code = serializers.CharField()
     position = serializers.IntegerField(help_text="1-based.")

@@ -252,7 +252,7 @@ def _history_rows(user_id: Any, visitor_id: str, limit: int) -> list[tuple[str, 
     if sql is None:
         qn = connections[using].ops.quote_name
         column = {
-            name: qn(Event._meta.get_field(name).column)
+            name: qn(Event._meta.get_field(name).column)  # type: ignore[union-attr,arg-type]
             for name in ("user", "visitor_id", "event_type", "product_key", "occurred_at")
         }
         who = []

@@ -350,7 +350,7 @@ def _rank_window(
             if row is False:
                 window.append(key)
                 usable += 1
-            elif row is not None and row.available:
+            elif row is not None and row.available:  # type: ignore[union-attr]  # False was handled above
                 usable += 1
             position += 1
             if usable >= wanted:
@@ -481,7 +481,7 @@ def _items(
 
 def _esc(value: Any) -> str:
     """``conditional_escape`` without its lazy-string wrapper (it runs for every attribute of every item)."""
-    return value if isinstance(value, SafeData) else html.escape(str(value))
+    return str(value) if isinstance(value, SafeData) else html.escape(str(value))
 
 
 def _product_markup(name: str, url: str, image_url: str, price: Decimal | None) -> dict[str, str]:
@@ -494,7 +494,7 @@ def _product_markup(name: str, url: str, image_url: str, price: Decimal | None) 
     return {"name": _esc(name), "url": _esc(url), "image": image, "price": price_html}
 
 
-def _markup(context: RecoContext, row: ProductRow, shown: dict[str, Any]) -> dict[str, str]:
+def _markup(context: RecoContext, row: ProductRow, shown: dict[Any, Any]) -> dict[str, str]:
     """The product's markup, per language (prices are localised), kept on the (cached) row."""
     language = context.memo.get("language")
     if language is None:
@@ -743,7 +743,7 @@ def bought_together(
         )
         prices = [anchor_price] + [item.price for item in items]
         if all(price is not None for price in prices):
-            bundle_price = sum(prices, Decimal("0"))  # type: ignore[arg-type]
+            bundle_price = sum(prices, Decimal("0"))  # type: ignore[arg-type,type-var]
     return _result(BOUGHT_TOGETHER, context, items, hits, anchor=anchor, bundle_price=bundle_price)
 
 
