@@ -97,6 +97,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
+# Queueing a task also subscribes to its result; the Redis result backend would retry that for ~20 s.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": CELERY_TASK_PUBLISH_RETRY_POLICY}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1
 
 # Read before SHOP_RECO is defined, so the defaults are used; shops may pass their own cadences.
 from shop_reco.schedules import default_beat_schedule  # noqa: E402

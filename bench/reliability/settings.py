@@ -4,7 +4,7 @@ cache, another Redis as the Celery broker, all on loopback (``bench/reliability/
 import os
 
 from demo_shop.settings import *  # noqa: F403
-from demo_shop.settings import DATABASES, SHOP_RECO
+from demo_shop.settings import CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS, DATABASES, SHOP_RECO
 
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
@@ -15,7 +15,10 @@ CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_TASK_ALWAYS_EAGER = False
 # A shard whose worker was killed goes back on the queue after this many seconds (not the default hour).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    **CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS,
+    "visibility_timeout": 10,
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_IMPORTS = ["bench.reliability.hooks"]
 SHOP_RECO = {
