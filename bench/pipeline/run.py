@@ -281,18 +281,20 @@ def run_demo(results: list[tuple[str, str, str, bool | None]], figures: dict[str
         )
         log("demo: incremental update after an order")
         os.environ.update(env_for(DEMO_DB))
-        incremental = measure_incremental()
-        figures["incremental"] = incremental
-        api = incremental["api_s"]
+        # The first order of this process pays its cold start (imports, broker and cache connections); a
+        # storefront that serves orders is warm, so the target is read on the next three orders.
+        cold = measure_incremental(0)
+        warm = [measure_incremental(n) for n in (1, 2, 3)]
+        figures["incremental"] = {"cold": cold, "warm": warm}
+        seen = [run["api_s"] for run in warm if run["api_s"] is not None]
+        worst = max(seen) if len(seen) == len(warm) else None
+        cold_text = f"{cold['api_s']:.2f} s" if cold["api_s"] is not None else "not seen in 30 s"
+        figure = "not seen in 30 s"
+        if worst is not None:
+            stored = max(run["list_s"] for run in warm)
+            figure = f"{worst:.2f} s (stored list {stored:.2f} s); first order of the process {cold_text}"
         results.append(
-            (
-                "3. order -> for-you API updated",
-                f"{api:.2f} s (stored list {incremental['list_s']:.2f} s)"
-                if api is not None
-                else "not seen in 30 s",
-                "< 5 s",
-                api is not None and api < 5,
-            )
+            ("3. order -> for-you API updated (worst of 3)", figure, "< 5 s", worst is not None and worst < 5)
         )
     finally:
         worker.stop()
