@@ -1,7 +1,7 @@
 """Test matrix: Python x Django, and the built wheel installed in a fresh environment.
 
-    nox -s tests        # every combination
-    nox -s wheel        # the wheel, not the source tree
+nox -s tests        # every combination
+nox -s wheel        # the wheel, not the source tree
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def wheel(session: nox.Session) -> None:
         (shutil.copytree if source.is_dir() else shutil.copy)(source, work / name)
     session.chdir(work)
     session.run(
-        "python", "-c", "import shop_reco, sys; assert 'site-packages' in shop_reco.__file__, shop_reco.__file__"
+        "python",
+        "-c",
+        "import shop_reco, sys; assert 'site-packages' in shop_reco.__file__, shop_reco.__file__",
     )
     session.run("pytest", *session.posargs, env={"SHOP_RECO_TEST_DB": "test_shop_reco_wheel"})

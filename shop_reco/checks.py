@@ -31,7 +31,9 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
             )
         ]
     if not isinstance(user, dict):
-        return [Error("SHOP_RECO must be a dict.", hint=f"It is a {type(user).__name__}.", id="shop_reco.E003")]
+        return [
+            Error("SHOP_RECO must be a dict.", hint=f"It is a {type(user).__name__}.", id="shop_reco.E003")
+        ]
 
     messages: list[CheckMessage] = []
     for key in sorted(set(user) - set(DEFAULTS)):
@@ -81,7 +83,9 @@ def _check_dotted_paths(user: dict[str, Any]) -> list[CheckMessage]:
     try:
         adapter = import_setting("ADAPTER", adapter_path)
     except (ImproperlyConfigured, TypeError, ValueError) as exc:
-        messages.append(Error(str(exc), hint="Give the dotted path of an adapter class.", id="shop_reco.E002"))
+        messages.append(
+            Error(str(exc), hint="Give the dotted path of an adapter class.", id="shop_reco.E002")
+        )
     else:
         if not (isinstance(adapter, type) and issubclass(adapter, BaseShopAdapter)):
             messages.append(
@@ -163,10 +167,16 @@ def _check_types(user: dict[str, Any]) -> list[CheckMessage]:
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             messages.append(
-                Error(f'SHOP_RECO["{name}"] must be a positive number.', hint=f"It is {value!r}.", id="shop_reco.E009")
+                Error(
+                    f'SHOP_RECO["{name}"] must be a positive number.',
+                    hint=f"It is {value!r}.",
+                    id="shop_reco.E009",
+                )
             )
     retention = user.get("RETENTION_DAYS", DEFAULTS["RETENTION_DAYS"])
-    if retention is not None and (isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0):
+    if retention is not None and (
+        isinstance(retention, bool) or not isinstance(retention, int) or retention <= 0
+    ):
         messages.append(
             Error(
                 'SHOP_RECO["RETENTION_DAYS"] must be a positive whole number of days or None.',
@@ -178,10 +188,16 @@ def _check_types(user: dict[str, Any]) -> list[CheckMessage]:
         value = user.get(name, DEFAULTS[name])
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
             messages.append(
-                Error(f'SHOP_RECO["{name}"] must be a list of strings.', hint=f"It is {value!r}.", id="shop_reco.E009")
+                Error(
+                    f'SHOP_RECO["{name}"] must be a list of strings.',
+                    hint=f"It is {value!r}.",
+                    id="shop_reco.E009",
+                )
             )
     buffer_url = user.get("EVENT_BUFFER_URL")
-    if buffer_url is not None and not (isinstance(buffer_url, str) and buffer_url.startswith(("redis://", "rediss://", "unix://"))):
+    if buffer_url is not None and not (
+        isinstance(buffer_url, str) and buffer_url.startswith(("redis://", "rediss://", "unix://"))
+    ):
         messages.append(
             Error(
                 'SHOP_RECO["EVENT_BUFFER_URL"] must be a redis:// URL or None.',
@@ -248,7 +264,9 @@ def check_urls(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[
 
 
 @register(Tags.database)
-def check_migrations(app_configs: Sequence[Any] | None = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def check_migrations(
+    app_configs: Sequence[Any] | None = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
     """Runs with ``manage.py check --database default``: shop_reco's tables must exist."""
     from django.db import DEFAULT_DB_ALIAS, connections
     from django.db.migrations.executor import MigrationExecutor
@@ -383,8 +401,10 @@ def _check_slots(slots: Any) -> list[CheckMessage]:
                 problem = f"unknown option {option!r} (options: {', '.join(sorted(OPTION_NAMES))})"
             elif option == "limit" and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 problem = f"limit must be a positive whole number, not {value!r}"
-            elif option == "max_per_category" and value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value <= 0
+            elif (
+                option == "max_per_category"
+                and value is not None
+                and (isinstance(value, bool) or not isinstance(value, int) or value <= 0)
             ):
                 problem = f"max_per_category must be a positive whole number or None, not {value!r}"
             elif option in ("exclude_purchased", "fallback", "top_up") and not isinstance(value, bool):

@@ -14,7 +14,9 @@ REDIS_URL = os.environ.get("SHOP_RECO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1
 def reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1
+        ):
             return True
     except OSError:
         return False

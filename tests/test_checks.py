@@ -43,7 +43,9 @@ def test_settings_errors_have_ids(shop_reco, expected):
 
 
 def test_custom_event_type_may_be_weighted():
-    with override_settings(SHOP_RECO={**GOOD, "CUSTOM_EVENT_TYPES": ["share"], "EVENT_WEIGHTS": {"share": 2}}):
+    with override_settings(
+        SHOP_RECO={**GOOD, "CUSTOM_EVENT_TYPES": ["share"], "EVENT_WEIGHTS": {"share": 2}}
+    ):
         assert check_settings(None) == []
 
 

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-PRODUCT_APP = '''
+PRODUCT_APP = """
 from django.db import models
 
 
@@ -25,7 +25,7 @@ class Product(models.Model):
     description = models.TextField(blank=True)
     price = models.DecimalField(max_digits=8, decimal_places=2)
     stock = models.IntegerField(default=0)
-'''
+"""
 
 # (what the step adds, the check id reported while it is missing)
 # Adding "shop_reco" itself to INSTALLED_APPS comes first: until then none of its checks can run.
@@ -40,7 +40,11 @@ STEPS = [
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "PYTHONPATH")
+    }
     return {**env, **extra}
 
 
