@@ -83,3 +83,16 @@ def product_keys(products: Iterable[Any]) -> list[str]:
 
     adapter = get_adapter()
     return [_key(adapter, product) for product in products]
+
+
+def visitor_cookie(visitor_id: str) -> tuple[str, str]:
+    """(name, value) of the signed visitor cookie for ``visitor_id``, signed the way this Django version does."""
+    from django.http import HttpResponse
+
+    from shop_reco.conf import reco_settings
+    from shop_reco.tracking.identity import COOKIE_SALT
+
+    name = reco_settings.VISITOR_COOKIE_NAME
+    response = HttpResponse()
+    response.set_signed_cookie(name, visitor_id, salt=COOKIE_SALT)
+    return name, response.cookies[name].value

@@ -55,13 +55,10 @@ def free_port() -> int:
 
 
 def cookie_for(visitor: str) -> str:
-    from django.core import signing
+    from shop_reco.testing import visitor_cookie
 
-    from shop_reco.conf import reco_settings
-    from shop_reco.tracking.identity import COOKIE_SALT
-
-    name = reco_settings.VISITOR_COOKIE_NAME
-    return f"{name}={signing.get_cookie_signer(salt=name + COOKIE_SALT).sign(visitor)}"
+    name, value = visitor_cookie(visitor)
+    return f"{name}={value}"
 
 
 def lua_script(paths: list[str], cookies: list[str]) -> str:

@@ -6,11 +6,10 @@ import logging
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.core import signing
 from django.urls import reverse
 
 from shop_reco.models import Event
-from shop_reco.testing import publish_lists
+from shop_reco.testing import publish_lists, visitor_cookie
 from tests.storefront.conftest import Catalogue
 
 VISITOR = "a" * 32
@@ -32,11 +31,8 @@ def _fresh_caches():
 
 
 def as_visitor(client, visitor_id: str = VISITOR):
-    from shop_reco.conf import reco_settings
-    from shop_reco.tracking.identity import COOKIE_SALT
-
-    name = reco_settings.VISITOR_COOKIE_NAME
-    client.cookies[name] = signing.get_cookie_signer(salt=name + COOKIE_SALT).sign(visitor_id)
+    name, value = visitor_cookie(visitor_id)
+    client.cookies[name] = value
     return client
 
 

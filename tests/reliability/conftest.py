@@ -35,13 +35,9 @@ def catalogue(db) -> Catalogue:
 
 def visitor_cookie(visitor_id: str) -> str:
     """The signed cookie value the middleware would have set for ``visitor_id``."""
-    from django.core import signing
+    from shop_reco.testing import visitor_cookie as signed
 
-    from shop_reco.conf import reco_settings
-    from shop_reco.tracking.identity import COOKIE_SALT
-
-    name = reco_settings.VISITOR_COOKIE_NAME
-    return signing.get_cookie_signer(salt=name + COOKIE_SALT).sign(visitor_id)
+    return signed(visitor_id)[1]
 
 
 @pytest.fixture

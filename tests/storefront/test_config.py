@@ -6,15 +6,13 @@ import uuid
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.core import signing
 
-from shop_reco.conf import reco_settings
 from shop_reco.models import Experiment, ExperimentAssignment, ExperimentVariant
 from shop_reco.services import experiments, tuning
 from shop_reco.services import recommendations as reco
 from shop_reco.services.context import context_for
-from shop_reco.testing import publish_lists
-from shop_reco.tracking.identity import COOKIE_SALT, Visitor
+from shop_reco.testing import publish_lists, visitor_cookie
+from shop_reco.tracking.identity import Visitor
 
 EVERYTHING = [f"{c} {i}" for c in ("Kitchen", "Garden", "Toys") for i in range(1, 5)]
 
@@ -153,9 +151,8 @@ def test_previews_and_opted_out_shoppers_are_not_enrolled(catalogue, popular, ex
     assert len(reco.similar_products(catalogue["Kitchen 1"], context=context_for(visitor_id=two))) == 6
     request = rf.get("/", HTTP_USER_AGENT="Mozilla/5.0", HTTP_DNT="1")
     request.user = AnonymousUser()
-    request.COOKIES[reco_settings.VISITOR_COOKIE_NAME] = signing.get_cookie_signer(
-        salt=reco_settings.VISITOR_COOKIE_NAME + COOKIE_SALT
-    ).sign(two)
+    name, value = visitor_cookie(two)
+    request.COOKIES[name] = value
     assert len(reco.similar_products(catalogue["Kitchen 1"], context=context_for(request))) == 6
     assert not ExperimentAssignment.objects.exists()
 
