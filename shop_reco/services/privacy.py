@@ -18,23 +18,12 @@ from django.db.models import Q
 
 from shop_reco.models import Event, ExperimentAssignment, RecommendationList
 from shop_reco.tracking import buffer
+from shop_reco.tracking.events import ROW_FIELDS
 
 logger = logging.getLogger("shop_reco.tracking")
 
-EXPORT_FIELDS = (
-    "event_type",
-    "visitor_id",
-    "user_id",
-    "product_key",
-    "quantity",
-    "unit_price",
-    "basket_ref",
-    "slot",
-    "token",
-    "client_event_id",
-    "context",
-    "occurred_at",
-)
+# An export holds every stored column of an event: the same fields the write path fills.
+EXPORT_FIELDS = ROW_FIELDS
 
 
 @dataclass
