@@ -91,20 +91,24 @@ class PopularityRecommender(BaseRecommender):
         """
         X = check_csr(X)
         n_items = X.shape[1]
-        if item_idx is not None and timestamps is not None:
-            self.popularity_ = decayed_counts(
-                item_idx, timestamps, n_items, self.half_life_days, now, weights
-            )
-        else:
-            self.popularity_ = np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
-        cats = (
+        events = (
+            (item_idx, timestamps, weights, now) if item_idx is not None and timestamps is not None else None
+        )
+        self.popularity_ = self._item_scores(X, events)
+        self.item_categories_ = (
             np.full(n_items, -1, np.int64)
             if item_categories is None
             else np.asarray(item_categories, np.int64)
         )
-        self.item_categories_ = cats
         self.n_items_ = n_items
         return self
+
+    def _item_scores(self, X: sp.csr_matrix, events: tuple[Any, Any, Any, Any] | None) -> np.ndarray:
+        """The per-item score ranked by :meth:`top_items`; ``events``: (item_idx, timestamps, weights, now)."""
+        if events is None:
+            return np.asarray(X.sum(axis=0), dtype=np.float64).ravel()
+        item_idx, timestamps, weights, now = events
+        return decayed_counts(item_idx, timestamps, X.shape[1], self.half_life_days, now, weights)
 
     def _score(self, user_ids: np.ndarray, X_rows: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.popularity_.astype(np.float32), (len(user_ids), self.n_items_))
@@ -149,20 +153,11 @@ class TrendingRecommender(PopularityRecommender):
         self.long_half_life_days = long_half_life_days
         self.prior = prior
 
-    def fit(
-        self,
-        X: Any,
-        item_idx: Any = None,
-        timestamps: Any = None,
-        weights: Any = None,
-        now: float | None = None,
-        item_categories: Any = None,
-        **fit_params: Any,
-    ) -> TrendingRecommender:
-        """See :meth:`PopularityRecommender.fit`; without event arrays the trend is flat."""
-        X = check_csr(X)
-        n_items = X.shape[1]
-        if item_idx is not None and timestamps is not None:
+    def _item_scores(self, X: sp.csr_matrix, events: tuple[Any, Any, Any, Any] | None) -> np.ndarray:
+        """The trending score; without event arrays the trend is flat (column sums for both rates)."""
+        if events is not None:
+            item_idx, timestamps, weights, now = events
+            n_items = X.shape[1]
             short = decayed_counts(item_idx, timestamps, n_items, self.short_half_life_days, now, weights)
             long = decayed_counts(item_idx, timestamps, n_items, self.long_half_life_days, now, weights)
             rate_s = short * np.log(2) / self.short_half_life_days
@@ -172,15 +167,7 @@ class TrendingRecommender(PopularityRecommender):
         # Removals can outweigh adds; a net negative rate is no trend (and would break the log).
         rate_s, rate_l = np.maximum(rate_s, 0.0), np.maximum(rate_l, 0.0)
         self.trend_ = (rate_s + self.prior) / (rate_l + self.prior)
-        self.popularity_ = self.trend_ * np.log1p(rate_s)
-        cats = (
-            np.full(n_items, -1, np.int64)
-            if item_categories is None
-            else np.asarray(item_categories, np.int64)
-        )
-        self.item_categories_ = cats
-        self.n_items_ = n_items
-        return self
+        return self.trend_ * np.log1p(rate_s)
 
 
 class BuyItAgainRecommender(BaseRecommender):
