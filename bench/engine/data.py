@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +121,25 @@ def retail_split(df: pd.DataFrame, train_end: str, test_end: str, items: IdMap, 
             train["time"].to_numpy().astype("datetime64[s]").astype(np.int64).astype(np.float64),
         ),
         now=float(t_end.astype("datetime64[s]").astype(np.int64)),
+    )
+
+
+def subsample(split: RetailSplit, n_users: int, n_carts: int, seed: int = 0) -> RetailSplit:
+    """The same split evaluated on at most ``n_users`` test users and ``n_carts`` test carts.
+
+    Training data is untouched; the subset is drawn with ``default_rng(seed)`` and kept in its
+    original order (used by the quick smoke run only).
+    """
+    rng = np.random.default_rng(seed)
+    u = np.sort(rng.choice(split.users.size, min(n_users, split.users.size), replace=False))
+    c = np.sort(rng.choice(split.carts.shape[0], min(n_carts, split.carts.shape[0]), replace=False))
+    return replace(
+        split,
+        users=split.users[u],
+        truth_new=split.truth_new[u],
+        truth_all=split.truth_all[u],
+        carts=split.carts[c],
+        hidden=split.hidden[c],
     )
 
 
