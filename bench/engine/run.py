@@ -229,7 +229,7 @@ def retail_section(root, quick: bool) -> None:
         report_split = subsample(report_split, QUICK_USERS, QUICK_CARTS)
         print(
             f"{QUICK}Online Retail evaluated on {QUICK_USERS} test users and {QUICK_CARTS} carts "
-            f"per split (default_rng(0)), ALS {QUICK_ALS_ITERATIONS} iterations, one point per grid"
+            f"per split (default_rng(0)), ALS 32 factors x {QUICK_ALS_ITERATIONS} iterations, one point per grid"
         )
     print(
         f"Online Retail: {len(df)} clean lines, {len(users)} customers, {len(items)} items; "
@@ -241,7 +241,7 @@ def retail_section(root, quick: bool) -> None:
 
     Ks = [50] if quick else [20, 50, 100, 200]
     als_grid = (
-        [(64, 0.1, 1.0)]
+        [(32, 0.1, 1.0)]
         if quick
         else [(f, r, 1.0) for f in (32, 64, 128) for r in (0.01, 0.1)] + [(64, 0.1, 10.0), (128, 1.0, 10.0)]
     )
@@ -300,7 +300,7 @@ def retail_section(root, quick: bool) -> None:
 
     def als_configs() -> dict[str, Any]:
         grid = (
-            [(64, 0.1, 1.0)]
+            [(32, 0.1, 1.0)]
             if quick
             else [(64, 0.1, 1.0), (128, 0.1, 1.0), (64, 1.0, 10.0), (128, 1.0, 10.0)]
         )
