@@ -565,29 +565,29 @@ def _topk_dense(
 ) -> tuple[np.ndarray, np.ndarray]:
     # A dense enough block (small catalogues, popular items): one partition over the dense rows
     # finds the thresholds, and one comparison picks the entries, instead of padding and masking
-    # the sparse entries. Works on the negated block, whose K smallest are the K largest.
+    # the sparse entries. The partition runs on a negated copy (numpy selects the K smallest
+    # several times faster than the K largest).
     b, n = S.shape
-    N = _buffer(scratch, "block", (b, n), S.dtype)
-    N.fill(0)
-    S.toarray(out=N)
-    np.negative(N, out=N)
+    D = _buffer(scratch, "block", (b, n), S.dtype)
+    D.fill(0)
+    S.toarray(out=D)
     if exclude_self:
         rows = np.arange(b)
         ok = rows + row_offset < n
-        N[rows[ok], rows[ok] + row_offset] = 0.0
-    tiny = np.finfo(N.dtype).smallest_subnormal  # positive_only: only values > 0 qualify
+        D[rows[ok], rows[ok] + row_offset] = 0.0
+    tiny = np.finfo(D.dtype).smallest_subnormal  # positive_only: only values > 0 qualify
     if K < n:
-        P = _buffer(scratch, "partition", (b, n), N.dtype)
-        np.copyto(P, N)
+        P = _buffer(scratch, "partition", (b, n), D.dtype)
+        np.negative(D, out=P)
         P.partition(K - 1, axis=1)
         thr = np.maximum(-P[:, K - 1], tiny)
     else:
-        thr = np.full(b, tiny, dtype=N.dtype)
+        thr = np.full(b, tiny, dtype=D.dtype)
     # Flat positions are row-major, columns ascending within a row (and much cheaper to find
     # than 2-d indices).
-    flat = np.flatnonzero(N <= -thr[:, None])
+    flat = np.flatnonzero(D >= thr[:, None])
     r, c = np.divmod(flat, n)
-    return _place(r, c.astype(np.int32), -N.ravel()[flat], thr, b, K, columns_sorted=True)
+    return _place(r, c.astype(np.int32), D.ravel()[flat], thr, b, K, columns_sorted=True)
 
 
 def default_threads(n_threads: int | None) -> int:
