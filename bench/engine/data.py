@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,11 @@ class RetailSplit:
     now: float  # epoch seconds of the split time
 
 
+def _codes(ids: IdMap, keys: pd.Series) -> np.ndarray:
+    """``ids.transform(keys)`` vectorised (-1 for unknown keys); int64."""
+    return pd.Index(ids.keys).get_indexer(keys.astype(str)).astype(np.int64)
+
+
 def retail_split(df: pd.DataFrame, train_end: str, test_end: str, items: IdMap, users: IdMap) -> RetailSplit:
     t_end = np.datetime64(train_end)
     t_test_end = np.datetime64(test_end)
@@ -72,8 +77,8 @@ def retail_split(df: pd.DataFrame, train_end: str, test_end: str, items: IdMap, 
 
     def strength(part: pd.DataFrame) -> sp.csr_matrix:
         pairs = part[["customer", "item", "invoice"]].drop_duplicates()
-        u = users.transform(pairs["customer"])
-        i = items.transform(pairs["item"])
+        u = _codes(users, pairs["customer"])
+        i = _codes(items, pairs["item"])
         X = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
         X.sum_duplicates()
         return X
@@ -97,7 +102,7 @@ def retail_split(df: pd.DataFrame, train_end: str, test_end: str, items: IdMap, 
         B = sp.csr_matrix(
             (
                 np.ones(len(pairs), np.float32),
-                (inv.transform(pairs["invoice"]), items.transform(pairs["item"])),
+                (_codes(inv, pairs["invoice"]), _codes(items, pairs["item"])),
             ),
             shape=(len(inv), n_items),
         )
@@ -116,11 +121,30 @@ def retail_split(df: pd.DataFrame, train_end: str, test_end: str, items: IdMap, 
         hidden=hidden,
         n_items=n_items,
         events=(
-            users.transform(train["customer"]),
-            items.transform(train["item"]),
+            _codes(users, train["customer"]),
+            _codes(items, train["item"]),
             train["time"].to_numpy().astype("datetime64[s]").astype(np.int64).astype(np.float64),
         ),
         now=float(t_end.astype("datetime64[s]").astype(np.int64)),
+    )
+
+
+def subsample(split: RetailSplit, n_users: int, n_carts: int, seed: int = 0) -> RetailSplit:
+    """The same split evaluated on at most ``n_users`` test users and ``n_carts`` test carts.
+
+    Training data is untouched; the subset is drawn with ``default_rng(seed)`` and kept in its
+    original order (used by the quick smoke run only).
+    """
+    rng = np.random.default_rng(seed)
+    u = np.sort(rng.choice(split.users.size, min(n_users, split.users.size), replace=False))
+    c = np.sort(rng.choice(split.carts.shape[0], min(n_carts, split.carts.shape[0]), replace=False))
+    return replace(
+        split,
+        users=split.users[u],
+        truth_new=split.truth_new[u],
+        truth_all=split.truth_all[u],
+        carts=split.carts[c],
+        hidden=split.hidden[c],
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -176,25 +179,74 @@ def test_topk_per_row_handles_long_and_short_rows():
         np.testing.assert_allclose(D[r, cols[r][cols[r] >= 0]], got, rtol=1e-6)
 
 
-@SETTINGS
-@given(D=matrices(), K=st.integers(1, 5), offset=st.integers(0, 3))
-def test_dense_and_sparse_selection_agree(D, K, offset):
+def topk_reference(S: np.ndarray, K: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force: per row the positive entries off the diagonal, by value then column, first K."""
+    cols = np.full((S.shape[0], K), -1, dtype=np.int32)
+    vals = np.full((S.shape[0], K), -np.inf, dtype=np.float32)
+    for r in range(S.shape[0]):
+        cand = [(-S[r, c], c) for c in range(S.shape[1]) if S[r, c] > 0 and c != r + offset]
+        for j, (v, c) in enumerate(sorted(cand)[:K]):
+            cols[r, j], vals[r, j] = c, -v
+    return cols, vals
+
+
+@contextmanager
+def selection_path(path: str) -> Iterator[None]:
+    """Force topk_per_row's dense or sparse selection for every block."""
     import shop_reco.engine.similarity as sim
 
-    S = sp.csr_matrix(D - 2.0 * (D == 3), dtype=np.float32)  # some negative entries too
     saved = sim.DENSE_MIN_DENSITY
+    sim.DENSE_MIN_DENSITY = 0.0 if path == "dense" else 2.0
     try:
-        sim.DENSE_MIN_DENSITY = 0.0
-        dense = topk_per_row(S, K, row_offset=offset)
-        sim.DENSE_MIN_DENSITY = 2.0
-        sparse = topk_per_row(S, K, row_offset=offset)
+        yield
     finally:
         sim.DENSE_MIN_DENSITY = saved
-    # Same values; among ties either path may pick a different column, each holding that value.
-    np.testing.assert_allclose(dense[1], sparse[1])
-    Sd = S.toarray()
-    for cols, vals in (dense, sparse):
-        for r in range(S.shape[0]):
-            ok = cols[r] >= 0
-            np.testing.assert_allclose(Sd[r, cols[r][ok]], vals[r][ok])
-            assert not np.isin(r + offset, cols[r][ok])
+
+
+@SETTINGS
+@given(D=matrices(), K=st.integers(1, 5), offset=st.integers(0, 3), ties=st.booleans())
+def test_dense_and_sparse_selection_match_brute_force_ties_included(D, K, offset, ties):
+    if ties:  # few distinct values: many ties at the K-th place
+        D = np.minimum(D, 2.0)
+    S = sp.csr_matrix(D - 2.5 * (D == 3), dtype=np.float32)  # some negative entries too
+    S.sort_indices()
+    shuffled = S.copy()  # columns out of order within rows, as a sparse product leaves them
+    for r in range(S.shape[0]):
+        lo, hi = S.indptr[r], S.indptr[r + 1]
+        order = np.random.default_rng(r).permutation(hi - lo) + lo
+        shuffled.indices[lo:hi], shuffled.data[lo:hi] = S.indices[order], S.data[order]
+    shuffled.has_sorted_indices = False
+    ref = topk_reference(S.toarray(), K, offset)
+    for path in ("dense", "sparse"):
+        for M in (S, shuffled):
+            with selection_path(path):
+                cols, vals = topk_per_row(M, K, row_offset=offset)
+            np.testing.assert_array_equal(cols, ref[0])
+            np.testing.assert_array_equal(vals, ref[1])
+
+
+@SETTINGS
+@given(D=matrices(max_rows=30, max_cols=14), K=st.integers(1, 8), block=st.sampled_from([1, 40, 10_000]))
+def test_item_knn_dense_and_sparse_paths_agree_with_brute_force(D, K, block):
+    # Three identical copies of every item: each similarity has exact twins (bit-identical, the
+    # same operands in the same order), so ties at the K-th place are the rule, not the exception.
+    m = D.shape[1]
+    D3 = np.hstack([D, D, D])
+    X = sp.csr_matrix(D3, dtype=np.float32)
+    with selection_path("dense"):
+        dense = ItemKNN(K=K, block_flops=block).fit(X).similarity_
+    with selection_path("sparse"):
+        sparse = ItemKNN(K=K, block_flops=block).fit(X).similarity_
+    assert dense.shape == sparse.shape
+    assert (dense != sparse).nnz == 0  # same neighbours, ties included
+    ref = item_reference(D3, "cosine", "interacted")
+    S = dense.toarray()
+    for i in range(ref.shape[0]):
+        chosen = np.flatnonzero(S[i])
+        best = np.sort(ref[i][ref[i] > 0])[::-1][:K]
+        np.testing.assert_allclose(np.sort(S[i, chosen])[::-1], best, atol=2e-6)
+        np.testing.assert_allclose(S[i, chosen], ref[i, chosen], atol=2e-6)
+        # Among twins (equal similarity) the lower column wins: a chosen copy's lower twin is
+        # chosen too, unless it is the item itself.
+        for c in chosen[chosen >= m]:
+            assert c - m in chosen or c - m == i
