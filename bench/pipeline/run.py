@@ -365,7 +365,8 @@ def run_synthetic(
                 "2e. serial share of the 1-process run (Amdahl)",
                 f"{steps['serial_fraction']:.1%} serial ({steps['serial_s']:.1f} of "
                 f"{steps['serial_s'] + steps['parallel_s']:.1f} s of steps) -> at best "
-                f"{steps['expected_speedup_2']:.2f}x with 2 idle cores; measured {speedup:.2f}x",
+                f"{steps['expected_speedup_2']:.2f}x with 2 idle cores; measured {speedup:.2f}x "
+                f"(serial share of CPU {steps['serial_fraction_cpu']:.1%})",
                 "",
                 None,
             )
@@ -401,6 +402,8 @@ def print_stages(label: str, run: dict[str, Any]) -> None:
     print(f"  serial {steps['serial_s']:.1f} s, parallel {steps['parallel_s']:.1f} s (summed over processes), "
           f"serial fraction {steps['serial_fraction']:.1%}, Amdahl bound for 2 processes "
           f"{steps['expected_speedup_2']:.2f}x; outside steps (queue, chords, polling) {unaccounted:.1f} s")  # fmt: skip
+    print(f"  CPU: {steps['total_cpu_s']:.1f} s (worker + database backend), serial "
+          f"{steps['serial_cpu_s']:.1f} s = {steps['serial_fraction_cpu']:.1%}")  # fmt: skip
 
 
 def main() -> None:

@@ -129,10 +129,16 @@ def summary(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     serial = sum(v["wall_s"] for k, v in by_step.items() if k in SERIAL_STEPS)
     total = sum(v["wall_s"] for v in by_step.values())
     fraction = serial / total if total else 0.0
+    # The same share in CPU seconds (worker + database backend): what other jobs on the machine distort least.
+    serial_cpu = sum(v["cpu_s"] + v["db_cpu_s"] for k, v in by_step.items() if k in SERIAL_STEPS)
+    total_cpu = sum(v["cpu_s"] + v["db_cpu_s"] for v in by_step.values())
     return {
         "steps": {k: {m: round(x, 3) for m, x in v.items()} for k, v in by_step.items()},
         "serial_s": round(serial, 3),
         "parallel_s": round(total - serial, 3),
         "serial_fraction": round(fraction, 4),
         "expected_speedup_2": round(1.0 / (fraction + (1.0 - fraction) / 2.0), 3) if total else None,
+        "serial_cpu_s": round(serial_cpu, 3),
+        "total_cpu_s": round(total_cpu, 3),
+        "serial_fraction_cpu": round(serial_cpu / total_cpu, 4) if total_cpu else 0.0,
     }

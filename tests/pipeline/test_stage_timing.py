@@ -24,6 +24,8 @@ def test_summary_serial_fraction_and_amdahl_bound_by_hand():
     assert result["parallel_s"] == 90.0
     assert result["serial_fraction"] == 0.1
     assert result["expected_speedup_2"] == pytest.approx(1 / 0.55, abs=1e-3)
+    # CPU (worker + database, a missing database figure counts 0): serial 1 + 9 = 10 of 1 + 10 + 6 + 9 + 70
+    assert result["serial_fraction_cpu"] == round(10 / 96, 4)
     assert result["steps"]["load"] == {"count": 2, "wall_s": 20.0, "cpu_s": 12.0, "db_cpu_s": 4.0}
 
 
