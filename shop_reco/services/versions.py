@@ -128,7 +128,7 @@ def save_arrays(version_id: int, name: str, arrays: dict[str, np.ndarray]) -> No
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwds
     data = buffer.getbuffer()
-    if connection.vendor == "postgresql":
+    if _binary_io():
         # Binary parameter: hundreds of MB travel as they are, not as hex text the server must parse.
         table = connection.ops.quote_name(ScoreArtifact._meta.db_table)
         with _binary_cursor() as cursor:
@@ -140,6 +140,14 @@ def save_arrays(version_id: int, name: str, arrays: dict[str, np.ndarray]) -> No
             )
         return
     ScoreArtifact.objects.update_or_create(version_id=version_id, name=name, defaults={"data": bytes(data)})
+
+
+def _binary_io() -> bool:
+    """PostgreSQL through psycopg 3 (psycopg2 and other databases take the ORM's path)."""
+    return (
+        connection.vendor == "postgresql"
+        and getattr(getattr(connection, "Database", None), "__name__", "") == "psycopg"
+    )
 
 
 def _binary_cursor() -> Any:
@@ -159,7 +167,7 @@ def load_arrays(version_id: int, name: str) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _load_artifact(artifact_id: int) -> dict[str, np.ndarray]:
-    if connection.vendor == "postgresql":
+    if _binary_io():
         table = connection.ops.quote_name(ScoreArtifact._meta.db_table)
         with _binary_cursor() as cursor:
             cursor.execute(f"SELECT data FROM {table} WHERE id = %s", [artifact_id], binary=True)
