@@ -109,7 +109,11 @@ class RecommendationList(models.Model):
         CATEGORY = "category"  # subject is a category name: trending/popular in it
         GLOBAL = "global"  # subject is "": popular/trending overall
 
-    version = models.ForeignKey(ScoreVersion, on_delete=models.CASCADE, related_name="lists")
+    # A recompute writes millions of rows: no index of its own (the unique constraint leads with version) and
+    # no database-level foreign key (a per-row check); Django still cascades deletes of versions.
+    version = models.ForeignKey(
+        ScoreVersion, on_delete=models.CASCADE, related_name="lists", db_index=False, db_constraint=False
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     subject = models.CharField(max_length=128, blank=True, default="")
     source = models.CharField(max_length=32)

@@ -215,12 +215,15 @@ def _copy_codes(start_id: int, stop_id: int, types: list[str]) -> EventCodes:
             ) as copy:
                 data = b"".join(bytes(chunk) for chunk in copy)
             parts.append(_binary_arrays(data, [">i8", ">i8", ">i2", ">i8", ">i8"]))
-        cursor.execute(
-            f"SELECT visitor_id, -1 - (hashtextextended(visitor_id, 0) & %s) FROM {table} "
-            f"WHERE {where} AND user_id IS NULL GROUP BY visitor_id",
-            [_INT63, start_id, stop_id, types],
-        )
-        visitors = {int(code): str(visitor) for visitor, code in cursor.fetchall()}
+        visitors: dict[int, str] = {}
+        # A second pass over the range names the anonymous visitors; a range of customers' events skips it.
+        if any(bool((part[0] < 0).any()) for part in parts):
+            cursor.execute(
+                f"SELECT visitor_id, -1 - (hashtextextended(visitor_id, 0) & %s) FROM {table} "
+                f"WHERE {where} AND user_id IS NULL GROUP BY visitor_id",
+                [_INT63, start_id, stop_id, types],
+            )
+            visitors = {int(code): str(visitor) for visitor, code in cursor.fetchall()}
     columns = [np.concatenate(column) if column else np.zeros(0) for column in zip(*parts, strict=True)]
     if not parts:
         columns = [np.zeros(0, np.int64)] * 5

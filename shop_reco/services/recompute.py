@@ -21,11 +21,12 @@ block, never a dense shoppers x products array.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,9 +42,11 @@ from shop_reco.engine.item_knn import item_similarity_spec
 from shop_reco.engine.popularity import TrendingRecommender
 from shop_reco.engine.similarity import block_bounds, similarity_block, topk_per_row
 from shop_reco.models import RecommendationList, ScoreVersion
-from shop_reco.services import event_data, score_store, versions
+from shop_reco.services import event_data, score_store, stage_timing, versions
 
 Progress = Callable[[int, int], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DAY = 86_400.0
 # Multiply-adds per similarity sub-block: bounds one shard's working memory (about 12 bytes per unit).
@@ -92,10 +95,24 @@ def _building(version_id: int) -> ScoreVersion:
 
 
 def _record(version_id: int, field: str, values: dict[str, Any]) -> None:
-    """Merge ``values`` into one JSON field of the version."""
-    version = ScoreVersion.objects.get(pk=version_id)
-    merged = {**getattr(version, field), **values}
-    ScoreVersion.objects.filter(pk=version_id).update(**{field: merged})
+    """Merge ``values`` into one JSON field of the version (atomically: shards record concurrently)."""
+    stage_timing.record_json(version_id, field, values)
+
+
+def _timed(step: str, shard_arg: int | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record the step's wall, CPU and database CPU time on the version (``step:<first id>`` for shards)."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            version_id = int(args[0])  # type: ignore[call-overload]
+            name = step if shard_arg is None else f"{step}:{args[shard_arg]}"
+            with stage_timing.stage(version_id, name):
+                return function(*args, **kwargs)
+
+        return timed
+
+    return decorate
 
 
 def _elapsed(version_id: int) -> float:
@@ -106,6 +123,7 @@ def _elapsed(version_id: int) -> float:
 # -- plan, load shards, content, combine ---------------------------------------------------------------
 
 
+@_timed("plan")
 def plan_load(version_id: int, *, shards: int | None = None) -> dict[str, Any]:
     """Fix what the load shards read (event ids, reference time, item order); returns the load plan."""
     _building(version_id)
@@ -145,6 +163,7 @@ def _catalogue_keys(adapter: BaseShopAdapter) -> list[str]:
     return sorted({adapter.product_key(p) for p in products.iterator(chunk_size=5_000)})
 
 
+@_timed("load", shard_arg=2)
 def load_shard(version_id: int, plan: dict[str, Any], start_id: int, stop_id: int) -> int:
     """Partial matrices of the events with ids in [start_id, stop_id); returns how many events were read."""
     version = _building(version_id)
@@ -244,6 +263,7 @@ def _decayed(
     return np.bincount(items, weights=weights * decay, minlength=n_items).astype(np.float64)
 
 
+@_timed("content")
 def content(version_id: int) -> int:
     """Catalogue features, categories and availability in the plan's item order; returns the product count."""
     _building(version_id)
@@ -283,6 +303,7 @@ def content(version_id: int) -> int:
     return len(rows)
 
 
+@_timed("combine")
 def combine(version_id: int, plan: dict[str, Any]) -> dict[str, Any]:
     """Merge the load shards into the shared matrices, write popular/trending; returns the shard plan."""
     started = time.perf_counter()
@@ -519,6 +540,7 @@ def _basket_operands(version_id: int) -> tuple[sp.csc_matrix, sp.csr_matrix, np.
 # -- item shards --------------------------------------------------------------------------------------
 
 
+@_timed("item", shard_arg=1)
 def item_shard(version_id: int, start: int, stop: int) -> int:
     """Neighbour lists of products ``start:stop``; returns how many lists were written."""
     version = _building(version_id)
@@ -730,6 +752,7 @@ def _require_shards(version_id: int, prefix: str, blocks: list[list[int]], *, ex
         raise ShardsMissing(f"{prefix} shards not finished: {missing}")
 
 
+@_timed("assemble")
 def assemble_item_neighbours(version_id: int, item_blocks: list[list[int]] | None = None) -> None:
     """Stack the shards' neighbour blocks into the full item x item matrix the shopper shards score with."""
     _building(version_id)
@@ -751,6 +774,7 @@ def assemble_item_neighbours(version_id: int, item_blocks: list[list[int]] | Non
     versions.report_progress(version_id, add=1)
 
 
+@_timed("shopper", shard_arg=1)
 def shopper_shard(version_id: int, start: int, stop: int) -> int:
     """Personal lists of active shoppers ``start:stop`` (positions in the active list)."""
     version = _building(version_id)
@@ -830,6 +854,7 @@ def _row_top(block: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     return cols, values
 
 
+@_timed("finalize")
 def finalize(version_id: int, shopper_blocks: list[list[int]] | None = None) -> ScoreVersion:
     """Offline metrics, then publish and prune."""
     version = _building(version_id)

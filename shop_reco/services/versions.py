@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from shop_reco.models import ScoreArtifact, ScoreVersion
@@ -127,9 +127,36 @@ def artifact_names(version_id: int) -> list[str]:
 def save_arrays(version_id: int, name: str, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy stubs mistype **kwds
-    ScoreArtifact.objects.update_or_create(
-        version_id=version_id, name=name, defaults={"data": buffer.getvalue()}
+    data = buffer.getbuffer()
+    if _binary_io():
+        # Binary parameter: hundreds of MB travel as they are, not as hex text the server must parse.
+        table = connection.ops.quote_name(ScoreArtifact._meta.db_table)
+        with _binary_cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (version_id, name, data) VALUES (%s, %s, %s) "
+                "ON CONFLICT (version_id, name) DO UPDATE SET data = EXCLUDED.data",
+                [version_id, name, data],
+                binary=True,
+            )
+        return
+    ScoreArtifact.objects.update_or_create(version_id=version_id, name=name, defaults={"data": bytes(data)})
+
+
+def _binary_io() -> bool:
+    """PostgreSQL through psycopg 3 (psycopg2 and other databases take the ORM's path)."""
+    return (
+        connection.vendor == "postgresql"
+        and getattr(getattr(connection, "Database", None), "__name__", "") == "psycopg"
     )
+
+
+def _binary_cursor() -> Any:
+    """A psycopg cursor with server-side binding on Django's connection (Django's own binds client-side,
+    which has no binary format)."""
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
 
 
 def load_arrays(version_id: int, name: str) -> dict[str, np.ndarray]:
@@ -140,6 +167,15 @@ def load_arrays(version_id: int, name: str) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _load_artifact(artifact_id: int) -> dict[str, np.ndarray]:
-    data = ScoreArtifact.objects.values_list("data", flat=True).get(pk=artifact_id)
-    with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as npz:
+    if _binary_io():
+        table = connection.ops.quote_name(ScoreArtifact._meta.db_table)
+        with _binary_cursor() as cursor:
+            cursor.execute(f"SELECT data FROM {table} WHERE id = %s", [artifact_id], binary=True)
+            row = cursor.fetchone()
+        if row is None:
+            raise ScoreArtifact.DoesNotExist(artifact_id)
+        data = row[0]
+    else:
+        data = ScoreArtifact.objects.values_list("data", flat=True).get(pk=artifact_id)
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         return {key: npz[key] for key in npz.files}
