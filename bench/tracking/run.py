@@ -243,6 +243,8 @@ def _flusher(args: tuple[int, float]) -> dict[str, Any]:
 
 
 def bench_flush(n: int, batch_size: int, flushers: int) -> dict[str, Any]:
+    import redis
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.db import connection, connections
 
@@ -258,11 +260,14 @@ def bench_flush(n: int, batch_size: int, flushers: int) -> dict[str, Any]:
     fill_seconds = time.perf_counter() - t0
 
     connections.close_all()  # each forked flusher opens its own connection
+    redis_client = redis.Redis.from_url(settings.SHOP_RECO["EVENT_BUFFER_URL"])
+    redis_cpu0 = _redis_cpu_seconds(redis_client)
     go = time.time() + 1.0
     with multiprocessing.get_context("fork").Pool(flushers) as pool:
         parts = pool.map(_flusher, [(batch_size, go)] * flushers)
     # Sustained: from the moment the flushers start to the last commit, every row and every index in.
     seconds = max(part["last_commit"] for part in parts) - go
+    redis_cpu = _redis_cpu_seconds(redis_client) - redis_cpu0
     count = Event.objects.count()
     batch_rates = [rows / took for part in parts for rows, took in part["batches"]]
     with connection.cursor() as cursor:
@@ -289,7 +294,13 @@ def bench_flush(n: int, batch_size: int, flushers: int) -> dict[str, Any]:
         "indexes": f"{n_indexes} indexes, {index_size}",
         "python_cpu_us_per_row": 1e6 * sum(part["cpu"] for part in parts) / max(count, 1),
         "backend_cpu_us_per_row": 1e6 * backend_cpu / max(count, 1),
+        "redis_cpu_us_per_row": 1e6 * redis_cpu / max(count, 1),
     }
+
+
+def _redis_cpu_seconds(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 # --- 3. beacon under gunicorn ------
@@ -583,7 +594,8 @@ def main() -> None:
             )
             print(
                 f"  CPU per row: PostgreSQL backends {f['backend_cpu_us_per_row']:.1f} us, "
-                f"flusher processes {f['python_cpu_us_per_row']:.1f} us; "
+                f"flusher processes {f['python_cpu_us_per_row']:.1f} us, "
+                f"redis-server {f['redis_cpu_us_per_row']:.1f} us; "
                 f"load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
             )
             checks.append(
