@@ -101,6 +101,8 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_BUFFER_KEY": "shop_reco:events",
     # Flush the buffer when it holds this many events (and on the periodic task).
     "EVENT_BUFFER_FLUSH_SIZE": 500,
+    # Flushes that may write the buffer at once, each on its own connection over its own batches (at most 16).
+    "EVENT_FLUSH_WORKERS": 2,
     # Beacon endpoint limits.
     "BEACON_MAX_EVENTS": 50,
     "BEACON_MAX_BYTES": 64 * 1024,

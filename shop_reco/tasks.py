@@ -8,8 +8,13 @@ from shop_reco.services import tracking
 
 
 @shared_task(ignore_result=True)
-def flush_events() -> int:
-    """Write the Redis event buffer to the database (periodic, and queued by the buffer's size threshold)."""
+def flush_events(fan_out: bool = True) -> int:
+    """Write the Redis event buffer to the database (periodic, and queued by the buffer's size threshold).
+
+    Also queues EVENT_FLUSH_WORKERS - 1 siblings, so more Celery workers flush a large buffer faster.
+    """
+    if fan_out:
+        tracking.queue_parallel_flushes(flush_events)
     return tracking.flush_events().stored
 
 

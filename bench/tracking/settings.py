@@ -3,7 +3,7 @@
 import os
 
 os.environ["DATABASE_URL"] = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_reco_bench"
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_reco_bench_tracking"
 )
 os.environ.pop("REDIS_URL", None)
 os.environ.pop("CELERY_BROKER_URL", None)
@@ -27,6 +27,7 @@ SHOP_RECO = {
     "EVENT_BUFFER_KEY": "bench:events",
     # Flushes come from the bench's own periodic flusher (the beat task's job).
     "EVENT_BUFFER_FLUSH_SIZE": 10**9,
+    "EVENT_FLUSH_WORKERS": int(os.environ.get("BENCH_FLUSH_WORKERS", "2")),
 }
 LOGGING = {
     "version": 1,

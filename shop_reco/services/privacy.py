@@ -115,7 +115,7 @@ def erase_shopper(*, user_id: Any = None, visitor_id: str | None = None) -> Eras
     """
     if buffer.buffer_url():
         try:
-            flushed = buffer.flush(wait=30.0)
+            flushed = buffer.flush_all(wait=30.0)  # every slot: no flusher still holds their events
             if flushed.busy:
                 logger.warning("shop_reco erase: the event buffer stayed locked; buffered events may remain")
         except Exception:

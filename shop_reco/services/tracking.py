@@ -51,6 +51,21 @@ def flush_events(*, batch_size: int = buffer.FLUSH_BATCH, wait: float = 0.0) -> 
     return buffer.flush(batch_size=batch_size, wait=wait)
 
 
+def queue_parallel_flushes(task: Any) -> int:
+    """Queue the extra flushes of a flush task when a broker runs them elsewhere; returns how many.
+
+    Each takes its own slot (or finds every slot busy and returns at once), so none duplicates another's work.
+    """
+    if not buffer.buffer_url() or not buffer.celery_queues_tasks():
+        return 0
+    extra = buffer.flush_slots() - 1
+    if extra > 0 and buffer.pending_count() > buffer.FLUSH_BATCH:
+        for _ in range(extra):
+            task.delay(fan_out=False)
+        return extra
+    return 0
+
+
 def merge_visitor(visitor_id: str, user: Any) -> int:
     """Give a visitor's anonymous events to the user who just logged in; returns events merged."""
     if not visitor_id or user is None:

@@ -4,10 +4,12 @@ Keys, all under ``EVENT_BUFFER_KEY`` (``K``):
 
 - ``K`` (list): rows waiting, as lines of PostgreSQL's COPY text format, appended with one ``RPUSH`` per
   request (atomic: a beacon batch is buffered whole or not at all).
-- ``K:processing`` (list): the batch a flush is writing. A Lua script moves a batch from ``K`` to it
-  atomically; it is deleted only after the database commit, so a flush killed midway leaves it for the
-  next flush, which writes it again; ``client_event_id`` makes the second write a no-op.
-- ``K:lock``: one flusher at a time (with an expiry, so a dead flusher's lock lapses).
+- ``K:processing`` (list), and ``K:processing:N`` for flush slot N > 0: the batch a flusher is writing. A
+  Lua script moves a batch from ``K`` to its slot's list atomically, so parallel flushers take disjoint
+  slices; the list is deleted only after the database commit, so a flush killed midway leaves it for the next
+  flusher of that slot, which writes it again; ``client_event_id`` makes the second write a no-op.
+- ``K:lock`` and ``K:lock:N``: one flusher per slot, up to ``EVENT_FLUSH_WORKERS`` at once (with an expiry,
+  so a dead flusher's lock lapses).
 - ``K:trigger``: set for a few seconds when the size threshold asked for a flush, so it asks once per window.
 - ``K:merges`` (hash): visitor id -> "user id|time" for recent logins, so the visitor's events still in the
   buffer become the user's too.
@@ -38,6 +40,8 @@ TRIGGER_WINDOW_SECONDS = 5
 # Rows per flush transaction.
 FLUSH_BATCH = 10_000
 LOCK_MS = 120_000
+# Slots a flusher may find left over from a larger EVENT_FLUSH_WORKERS; checked so none is stranded.
+MAX_FLUSH_SLOTS = 16
 MERGE_TTL_SECONDS = 86_400
 CONNECT_TIMEOUT = 0.25
 SOCKET_TIMEOUT = 1.0
@@ -45,16 +49,24 @@ SOCKET_TIMEOUT = 1.0
 _clients: dict[str, Any] = {}
 _down_until = 0.0
 
-# Move up to ARGV[1] items from KEYS[1] to KEYS[2] atomically and return them.
+# Move up to ARGV[1] items from KEYS[1] into the string KEYS[2] (lines joined by newlines, what COPY reads)
+# atomically and return it: one reply to read instead of one per row.
 _MOVE_SCRIPT = """
 local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 local n = #items
-if n == 0 then return items end
-for i = 1, n, 1000 do
-  redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, n)))
-end
+if n == 0 then return false end
+local batch = table.concat(items, '\\n')
+redis.call('SET', KEYS[2], batch)
 redis.call('LTRIM', KEYS[1], n, -1)
-return items
+return batch
+"""
+# The batch a dead flusher left in KEYS[1]: a string, or a list of lines (the layout before batches were
+# joined in Redis).
+_LEFT_BEHIND_SCRIPT = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'string' then return redis.call('GET', KEYS[1]) end
+if kind == 'list' then return table.concat(redis.call('LRANGE', KEYS[1], 0, -1), '\\n') end
+return false
 """
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -64,8 +76,32 @@ _EXTEND_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Rows waiting in the list KEYS[1] plus those in the slots' batches KEYS[2..].
+_COUNT_SCRIPT = """
+local total = redis.call('LLEN', KEYS[1])
+for i = 2, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind == 'list' then
+    total = total + redis.call('LLEN', KEYS[i])
+  elseif kind == 'string' then
+    local _, newlines = string.gsub(redis.call('GET', KEYS[i]), '\\n', '')
+    total = total + newlines + 1
+  end
+end
+return total
+"""
+# Move the lines of KEYS[1] (a batch string, or a list of lines) to the end of the list KEYS[2].
 _DEAD_LETTER_SCRIPT = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local items
+if kind == 'string' then
+  items = {}
+  for line in string.gmatch(redis.call('GET', KEYS[1]), '[^\\n]+') do items[#items + 1] = line end
+elseif kind == 'list' then
+  items = redis.call('LRANGE', KEYS[1], 0, -1)
+else
+  return 0
+end
 for i = 1, #items, 1000 do
   redis.call('RPUSH', KEYS[2], unpack(items, i, math.min(i + 999, #items)))
 end
@@ -216,64 +252,136 @@ def pending_count() -> int:
     if not url:
         return 0
     client = get_client(url)
-    return int(client.llen(_key())) + int(client.llen(_key("processing")))
+    keys = [_key(), *(_slot_keys(slot)[1] for slot in range(MAX_FLUSH_SLOTS))]
+    return int(client.register_script(_COUNT_SCRIPT)(keys=keys))
 
 
-def flush(*, batch_size: int = FLUSH_BATCH, max_batches: int | None = None, wait: float = 0.0) -> FlushResult:
+def _slot_keys(slot: int) -> tuple[str, str]:
+    """(lock, processing) of a flush slot; slot 0 keeps the names of the single-flusher layout."""
+    return (
+        (_key("lock"), _key("processing"))
+        if slot == 0
+        else (_key(f"lock:{slot}"), _key(f"processing:{slot}"))
+    )
+
+
+def flush_slots() -> int:
+    return min(int(reco_settings.EVENT_FLUSH_WORKERS), MAX_FLUSH_SLOTS)
+
+
+def flush(
+    *,
+    batch_size: int = FLUSH_BATCH,
+    max_batches: int | None = None,
+    wait: float = 0.0,
+    slot: int | None = None,
+) -> FlushResult:
     """Move buffered rows into the database in batches until the buffer is empty.
 
-    Raises the database's error when it is unreachable: the batch stays in ``K:processing`` and the next flush
-    delivers it again.
+    Takes the first free flush slot (or ``slot``), so up to ``EVENT_FLUSH_WORKERS`` flushes (tasks, commands)
+    run at once on separate connections, each over its own batches. Raises the database's error when it is
+    unreachable: the batch stays in the slot's processing list and the slot's next flush delivers it again.
     """
-    from django.db import DatabaseError, InterfaceError, OperationalError
-
-    from shop_reco.tracking import store
-
     result = FlushResult()
     url = buffer_url()
     if not url:
         return result
     client = get_client(url)
-    lock, processing, token = _key("lock"), _key("processing"), uuid.uuid4().hex
+    token = uuid.uuid4().hex
+    slots = [slot] if slot is not None else list(range(flush_slots()))
     deadline = time.monotonic() + wait
-    while not client.set(lock, token, nx=True, px=LOCK_MS):
+    while True:
+        taken = next((n for n in slots if client.set(_slot_keys(n)[0], token, nx=True, px=LOCK_MS)), None)
+        if taken is not None:
+            break
         if time.monotonic() >= deadline:
             result.busy = True
             return result
         time.sleep(0.05)
-    move = client.register_script(_MOVE_SCRIPT)
-    merges = _recent_merges(client)
+    lock = _slot_keys(taken)[0]
     try:
-        # First whatever a flush that died left behind.
-        items = client.lrange(processing, 0, -1)
-        while True:
-            if not items:
-                if max_batches is not None and result.batches >= max_batches:
-                    break
-                items = move(keys=[_key(), processing], args=[batch_size])
-                if not items:
-                    break
-            try:
-                result.stored += store.write_copy_lines(items, merges=merges)
-            except (OperationalError, InterfaceError):
-                raise  # database down: keep the batch for the next flush
-            except DatabaseError:
-                # The database refused this batch itself; park it instead of retrying it forever.
-                logger.exception(
-                    "shop_reco moved %d buffered events the database refused to %s", len(items), _key("dead")
-                )
-                result.dead_lettered += client.register_script(_DEAD_LETTER_SCRIPT)(
-                    keys=[processing, _key("dead")]
-                )
-            else:
-                client.delete(processing)  # only after the commit
-            result.delivered += len(items)
-            result.batches += 1
-            items = []
-            client.register_script(_EXTEND_SCRIPT)(keys=[lock], args=[token, LOCK_MS])
+        _flush_slot(client, taken, token, result, batch_size=batch_size, max_batches=max_batches)
+        if taken == 0 and slot is None:
+            _flush_stranded_slots(client, result, batch_size=batch_size)
     finally:
         client.register_script(_RELEASE_SCRIPT)(keys=[lock], args=[token])
     return result
+
+
+def flush_all(*, wait: float = 30.0) -> FlushResult:
+    """Flush through every slot in turn, waiting for each: afterwards no batch is still being written.
+
+    For the erasure, which must not run while another flusher is about to commit the shopper's events.
+    """
+    total = FlushResult()
+    for slot in range(flush_slots()):
+        part = flush(slot=slot, wait=wait)
+        total.busy = total.busy or part.busy
+        total.delivered += part.delivered
+        total.stored += part.stored
+        total.batches += part.batches
+        total.dead_lettered += part.dead_lettered
+    return total
+
+
+def _flush_slot(
+    client: Any, slot: int, token: str, result: FlushResult, *, batch_size: int, max_batches: int | None
+) -> None:
+    from django.db import DatabaseError, InterfaceError, OperationalError
+
+    from shop_reco.tracking import store
+
+    lock, processing = _slot_keys(slot)
+    move = client.register_script(_MOVE_SCRIPT)
+    merges = _recent_merges(client)
+    # First whatever a flush of this slot that died left behind.
+    batch = client.register_script(_LEFT_BEHIND_SCRIPT)(keys=[processing])
+    while True:
+        if not batch:
+            if max_batches is not None and result.batches >= max_batches:
+                break
+            batch = move(keys=[_key(), processing], args=[batch_size])
+            if not batch:
+                break
+        rows = batch.count(b"\n") + 1
+        try:
+            result.stored += store.write_copy_batch(batch, merges=merges)
+        except (OperationalError, InterfaceError):
+            raise  # database down: keep the batch for the next flush
+        except DatabaseError:
+            # The database refused this batch itself; park it instead of retrying it forever.
+            logger.exception(
+                "shop_reco moved %d buffered events the database refused to %s", rows, _key("dead")
+            )
+            result.dead_lettered += client.register_script(_DEAD_LETTER_SCRIPT)(
+                keys=[processing, _key("dead")]
+            )
+        else:
+            client.delete(processing)  # only after the commit
+        result.delivered += rows
+        result.batches += 1
+        batch = None
+        client.register_script(_EXTEND_SCRIPT)(keys=[lock], args=[token, LOCK_MS])
+
+
+def _flush_stranded_slots(client: Any, result: FlushResult, *, batch_size: int) -> None:
+    """Batches left in slots beyond EVENT_FLUSH_WORKERS (the setting was lowered after a crash)."""
+    extra = range(flush_slots(), MAX_FLUSH_SLOTS)
+    with client.pipeline(transaction=False) as pipe:
+        for slot in extra:
+            pipe.exists(_slot_keys(slot)[1])
+        lengths = pipe.execute()
+    for slot, length in zip(extra, lengths, strict=True):
+        if not length:
+            continue
+        token = uuid.uuid4().hex
+        lock = _slot_keys(slot)[0]
+        if client.set(lock, token, nx=True, px=LOCK_MS):
+            try:
+                # max_batches=result.batches: only the stranded batch, new work goes to the live slots.
+                _flush_slot(client, slot, token, result, batch_size=batch_size, max_batches=result.batches)
+            finally:
+                client.register_script(_RELEASE_SCRIPT)(keys=[lock], args=[token])
 
 
 def requeue_dead_letters() -> int:
