@@ -28,7 +28,7 @@ from django.views import View
 
 from shop_reco.adapters import get_adapter
 from shop_reco.models import Event, Experiment, ExperimentAssignment, MerchandisingRule, ScoreVersion
-from shop_reco.services import charts, experiments, tuning
+from shop_reco.services import charts, experiments, stage_timing, tuning
 
 PREVIEW_PERMISSION = "shop_reco.preview_recommendations"
 CTR_DAYS = 30
@@ -410,17 +410,27 @@ class MetricRow:
         return (self.value - self.previous) / abs(self.previous)  # type: ignore[operator]
 
 
+def step_timings(timings: dict[str, Any]) -> list[tuple[str, float]]:
+    """(step, seconds) bars: each kind of pipeline step's summed wall time when the steps were recorded,
+    else the run's own numeric entries; never the end-to-end total, which would dwarf the steps."""
+    stages = timings.get("stages")
+    if isinstance(stages, dict) and stages:
+        steps = stage_timing.summary(stages)["steps"]
+        return [(name, float(step["wall_s"])) for name, step in steps.items()]
+    return [
+        (name, float(value))
+        for name, value in tuning.flatten(timings)
+        if isinstance(value, int | float) and name not in ("total", "total_s") and math.isfinite(value)
+    ]
+
+
 def version_detail_context(version: ScoreVersion) -> dict[str, Any]:
     from shop_reco.admin import numeric_metrics, previous_version
 
     previous = previous_version(version)
     before = numeric_metrics(previous) if previous else {}
     rows = [MetricRow(name, value, before.get(name)) for name, value in numeric_metrics(version).items()]
-    timings = [
-        (name, float(value))
-        for name, value in tuning.flatten(version.timings or {})
-        if isinstance(value, int | float) and name != "total" and math.isfinite(value)
-    ]
+    timings = step_timings(version.timings or {})
     return {
         "metric_rows": rows,
         "previous_version": previous,
