@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import path
+from django.utils.cache import patch_vary_headers
 from rest_framework import serializers
+from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -114,6 +117,11 @@ if OpenApiParameter is not None:
             return auth if {} in auth else [*auth, {}]
 
 
+# What the plain path answers (see SlotView.dispatch); anything else goes through DRF.
+_PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
+_PLAIN_AUTHENTICATION = (SessionAuthentication, BasicAuthentication)
+
+
 class SlotView(APIView):
     """Shared parsing, permissions, error handling and serialisation; subclasses name the slot."""
 
@@ -149,7 +157,53 @@ class SlotView(APIView):
     ) -> reco.SlotResult:
         raise NotImplementedError
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """The storefront's common request answered without DRF's negotiation and rendering machinery.
+
+        A plain GET (no Authorization header, JSON or any type accepted, no ?format, no staff preview) with
+        the default authentication, permission, renderer and product serializer, and no throttles, gets the
+        same JSON DRF would send; everything else, errors included, goes through DRF.
+        """
+        if self._plain_get(request):
+            answer = self._answer_plainly(request, kwargs)
+            if answer is not None:
+                return answer
+        return super().dispatch(request, *args, **kwargs)
+
+    def _plain_get(self, request: HttpRequest) -> bool:
+        meta, params = request.META, request.GET
+        return (
+            request.method == "GET"
+            and "HTTP_AUTHORIZATION" not in meta
+            and meta.get("HTTP_ACCEPT", "*/*") in _PLAIN_ACCEPT
+            and not (params.get("format") or params.get("user") or params.get("visitor"))
+            and not self.throttle_classes
+            and self.permission_classes == [ShopperPreviewPermission]
+            and all(cls in _PLAIN_AUTHENTICATION for cls in self.authentication_classes)
+            and bool(self.renderer_classes)
+            and self.renderer_classes[0] is JSONRenderer
+            and product_serializer_class() is AdapterProductSerializer
+        )
+
+    def _answer_plainly(self, request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
+        """The slot as DRF's JSONRenderer writes it, or None for DRF to answer (a 400 or 404, say)."""
+        self.args, self.kwargs = (), kwargs
+        # No authenticators: the slots read the shopper from the Django request, never from DRF's user.
+        drf_request = Request(request, authenticators=())
+        self.request = drf_request
+        try:
+            data = self.slot_data(drf_request, **kwargs)
+        except (Http404, ValidationError):
+            return None
+        response = HttpResponse(JSONRenderer().render(data), content_type="application/json")
+        response["Allow"] = ", ".join(self.allowed_methods)
+        patch_vary_headers(response, ("Accept",))
+        return response
+
     def get(self, request: Request, **kwargs: Any) -> Response:
+        return Response(self.slot_data(request, **kwargs))
+
+    def slot_data(self, request: Request, **kwargs: Any) -> dict[str, Any]:
         limit = self.parse_limit(request)
         context = self.reco_context(request)
         try:
@@ -159,13 +213,13 @@ class SlotView(APIView):
         except Exception:
             # Never a 500 for a shop's front end: an empty slot, logged at error level.
             logger.exception("shop_reco endpoint %s failed; answering an empty slot", self.slot)
-            return Response({"slot": self.slot, "version": None, "count": 0, "items": [], "degraded": True})
+            return {"slot": self.slot, "version": None, "count": 0, "items": [], "degraded": True}
         if result.items and not (request.query_params.get("user") or request.query_params.get("visitor")):
             try:
                 reco.record_impression(context, result)
             except Exception:
                 logger.exception("shop_reco could not record the impression of slot %s", self.slot)
-        return Response(self.serialise(request, context, result))
+        return self.serialise(request, context, result)
 
     def serialise(self, request: Request, context: RecoContext, result: reco.SlotResult) -> dict[str, Any]:
         serializer_class = product_serializer_class()

@@ -76,6 +76,8 @@ class RecoContext:
         self._config: dict[str, Any] | None = None
         self._slot_options: dict[str, dict[str, Any]] = {}
         self.memo: dict[str, Any] = {}  # per-page lookups the slots share (translated reasons, ...)
+        # While a slot is computed for the slot memo: the stored lists it read.
+        self.lists_read: dict[Any, Any] | None = None
 
     @property
     def version_id(self) -> int | None:

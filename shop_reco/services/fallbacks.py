@@ -33,6 +33,10 @@ def list_stage(context: RecoContext, specs: Iterable[tuple[ListSpec, float, str,
     if not specs:
         return []
     lists = load_lists(context.version_id, [spec for spec, *_ in specs])
+    if (
+        context.lists_read is not None
+    ):  # a slot being memoised notes what it read, to check it is still current
+        context.lists_read.update(lists)
     totals: dict[str, float] = {}
     best: dict[str, tuple[float, ListSpec, str, str]] = {}
     for spec, weight, reason, anchor in specs:

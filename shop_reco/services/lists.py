@@ -95,6 +95,8 @@ _lists = _LRU(_LOCAL_MAX)  # (version id, ListSpec) -> (expires_at, StoredList)
 _memo = _LRU(256)  # short-lived values: (expires_at, value)
 # Product rows the slots read (services.context): key -> (expires_at, ProductRow | None for unavailable).
 _rows = _LRU(_LOCAL_MAX)
+# Ranked slots without the shopper's own exclusions (services.recommendations): memo key -> SlotMemo.
+_slots = _LRU(5_000)
 
 
 def clear_caches() -> None:
@@ -102,6 +104,13 @@ def clear_caches() -> None:
     _lists.clear()
     _memo.clear()
     _rows.clear()
+    _slots.clear()
+
+
+def row_is_cached(key: str, row: Any) -> bool:
+    """Whether ``row`` is this process's unexpired cached row of ``key``."""
+    hit = _rows.data.get(key)  # a peek: no reordering, no lock needed for one dict read
+    return hit is not None and hit[1] is row and hit[0] > time.monotonic()
 
 
 def _memo_get(key: Any) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -45,7 +46,15 @@ from shop_reco.services.fallbacks import (
     list_stage,
     live_popular_stage,
 )
-from shop_reco.services.lists import ListSpec
+from shop_reco.services.lists import (
+    CATALOGUE,
+    LIVE_POPULAR,
+    ListSpec,
+    StoredList,
+    _slots,
+    load_lists,
+    row_is_cached,
+)
 from shop_reco.services.rules import Rule, active_rules, rules_for_slot
 
 logger = logging.getLogger("shop_reco.recommendations")
@@ -263,7 +272,14 @@ def _assemble(
     cap: int | bool | None = True,
     apply_rules: bool = True,
     explain: list[RuleHit] | None = None,
+    memo_key: tuple[Any, ...] | None = None,
+    page_exclude: Iterable[str] = (),
 ) -> list[RecoItem]:
+    """Rank the slot's candidates; ``memo_key`` names what the slot's own stages read (see :class:`SlotMemo`).
+
+    ``exclude`` is part of the slot's identity (the anchor); ``page_exclude`` is left out like the page's
+    other keys, which keeps one memo entry per shopper rather than per shopper and page.
+    """
     options = context.slot_options(slot)
     limit = int(limit if limit is not None else options["limit"])
     if limit <= 0:
@@ -274,15 +290,37 @@ def _assemble(
         if apply_rules
         else []
     )
-    blocked = set(exclude) | context.shown | context.cart_keys
-    if options["exclude_purchased"] and context.has_shopper:
-        blocked |= context.history.purchased
+    blocked = set(exclude)
     if explain is None:
         # Excluded products drop out before ranking (when explaining, _apply_rules names the rule instead).
         blocked |= {rule.product_key for rule in rules if rule.action == "exclude" and rule.product_key}
+    shoppers = context.shown | context.cart_keys | set(page_exclude)
+    if options["exclude_purchased"] and context.has_shopper:
+        shoppers |= context.history.purchased
+
+    full_key = None
+    if memo_key is not None and explain is None and apply_rules and _slot_memo_enabled():
+        full_key = (
+            slot,
+            context.version_id,
+            memo_key,
+            limit,
+            max_per_category,
+            _frozen(options),
+            _frozen(context.blend_weights(slot)),
+            tuple(rules),
+            tuple(sorted(blocked)),
+            _language(context),
+        )
+        memo = _slots.get(full_key)
+        if memo is not None and memo.serves(context, shoppers):
+            return memo.items_for(context)
+    blocked |= shoppers
+
     pins = [rule for rule in rules if rule.action == MerchandisingRule.Action.PIN]
     # Anchors (named by reasons) load with the first batch, even when out of stock.
     prefetch = list(anchors)
+    anchor_keys = list(prefetch)
 
     candidates: dict[str, Candidate] = {}
     ordered: list[str] = []
@@ -290,18 +328,147 @@ def _assemble(
     if fallbacks:
         stage_list += [fallbacks[name] for name in fallback_order(options) if name in fallbacks]
     ranked: list[str] = []
-    for index, stage in enumerate(stage_list):
-        produced = stage(context)
-        if produced:
-            _merge(candidates, produced, index, blocked)
-            ordered = sorted(candidates, key=lambda key: -candidates[key].score)
-        ranked = _rank_window(
-            context, ordered, candidates, rules, pins, blocked, limit, max_per_category, prefetch, explain
-        )
-        prefetch = []
-        if len(ranked) >= limit or (ranked and not options.get("top_up", True)):
-            break
-    return _items(slot, context, ranked[:limit], candidates)
+    offered: set[str] = {pin.product_key for pin in pins if pin.product_key}
+    volatile = False
+    if full_key is not None:
+        context.lists_read = {}
+    try:
+        for index, stage in enumerate(stage_list):
+            produced = stage(context)
+            if full_key is not None:
+                offered.update(cand.key for cand in produced)
+                volatile = volatile or any(cand.source in _VOLATILE_SOURCES for cand in produced)
+            if produced:
+                _merge(candidates, produced, index, blocked)
+                ordered = sorted(candidates, key=lambda key: -candidates[key].score)
+            ranked = _rank_window(
+                context, ordered, candidates, rules, pins, blocked, limit, max_per_category, prefetch, explain
+            )
+            prefetch = []
+            if len(ranked) >= limit or (ranked and not options.get("top_up", True)):
+                break
+        lists_read, context.lists_read = context.lists_read, None
+    finally:
+        context.lists_read = None
+    items = _items(slot, context, ranked[:limit], candidates)
+    if full_key is not None and not volatile and offered.isdisjoint(shoppers):
+        # Nothing the shopper excludes was among the candidates: this is the slot of anyone else too.
+        _remember_slot(full_key, context, items, offered, anchor_keys, lists_read or {})
+    return items
+
+
+# --- the slot memo: a warm slot is a few dictionary lookups instead of blending, ranking and describing ---
+
+# Stages that read the database or live data directly (not stored lists through the caches): not memoised.
+_VOLATILE_SOURCES = frozenset({CATALOGUE, LIVE_POPULAR})
+
+
+@dataclass(frozen=True)
+class SlotMemo:
+    """One slot as ranked for a shopper who excludes none of its candidates (per process, bounded).
+
+    The memo key holds what the ranking reads besides the shopper's exclusions: score version, the slot's
+    own inputs (anchor, shopper, history), limit, effective options and blend weights (tuning, experiment
+    variant), the rules in force, the language. It is used only while the stored lists it read are the ones
+    the list cache holds now (a rewritten list or a lapsed local copy recomputes it), and no longer than
+    the product rows it read are cached (stock changes show as before), and only for a shopper who excludes
+    (bought, has in the cart, saw higher on the page) none of the candidates it saw: then the full
+    computation would give the very same items.
+    """
+
+    items: tuple[RecoItem, ...]
+    offered: frozenset[str]
+    specs: tuple[ListSpec, ...]
+    lists: tuple[StoredList, ...]
+    rows: dict[str, ProductRow | None]  # the product rows it read, as the row cache held them
+    anchors: tuple[str, ...]
+    expires: float
+
+    def serves(self, context: RecoContext, shoppers: set[str]) -> bool:
+        if time.monotonic() >= self.expires or not self.offered.isdisjoint(shoppers):
+            return False
+        if self.specs:
+            current = load_lists(context.version_id, self.specs)
+            if any(
+                current.get(spec) is not stored for spec, stored in zip(self.specs, self.lists, strict=True)
+            ):
+                return False
+        # Rows the row cache has reloaded since (PRODUCT_CACHE_SECONDS): read them as the slot would, and
+        # keep the memo only while availability and category are unchanged.
+        lapsed = [key for key, row in self.rows.items() if not row_is_cached(key, row)]
+        if lapsed:
+            context.fetch([key for key in lapsed if key not in self.anchors], anchors=self.anchors)
+            for key in lapsed:
+                if not _same_row(self.rows[key], context.products.get(key)):
+                    return False
+        return True
+
+    def items_for(self, context: RecoContext) -> list[RecoItem]:
+        products = context.products
+        for key, row in self.rows.items():
+            if key not in products:
+                products[key] = row
+        context.shown.update(item.key for item in self.items)
+        return list(self.items)
+
+
+def _same_row(old: ProductRow | None, new: ProductRow | None) -> bool:
+    if old is None or new is None:
+        return old is new
+    return old.available == new.available and old.category == new.category
+
+
+def _slot_memo_enabled() -> bool:
+    # Without the product row cache every request reads availability afresh: so must the slot.
+    return float(reco_settings.PRODUCT_CACHE_SECONDS) > 0
+
+
+def _remember_slot(
+    key: tuple[Any, ...],
+    context: RecoContext,
+    items: list[RecoItem],
+    offered: set[str],
+    anchors: list[str],
+    lists_read: dict[ListSpec, StoredList],
+) -> None:
+    # Names and prices on the memoised items are as fresh as the rows: the memo lives as long as a row.
+    expires = time.monotonic() + float(reco_settings.PRODUCT_CACHE_SECONDS)
+    rows: dict[str, ProductRow | None] = {}
+    for product_key in (*offered, *anchors):
+        if product_key in context.products:
+            row = context.products[product_key]
+            # A row the page passed in (context.remember) is not the cache's; the next page passes its own.
+            if row_is_cached(product_key, row):
+                rows[product_key] = row
+    specs = tuple(lists_read)
+    _slots.put(
+        key,
+        SlotMemo(
+            tuple(items),
+            frozenset(offered),
+            specs,
+            tuple(lists_read[spec] for spec in specs),
+            rows,
+            tuple(anchors),
+            expires,
+        ),
+    )
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable copy of a configuration value (dicts and lists nest in options and weights)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _language(context: RecoContext) -> str:
+    language = context.memo.get("language")
+    if language is None:
+        language = context.memo["language"] = get_language() or ""
+    return language
 
 
 def _merge(
@@ -496,10 +663,7 @@ def _product_markup(name: str, url: str, image_url: str, price: Decimal | None) 
 
 def _markup(context: RecoContext, row: ProductRow, shown: dict[Any, Any]) -> dict[str, str]:
     """The product's markup, per language (prices are localised), kept on the (cached) row."""
-    language = context.memo.get("language")
-    if language is None:
-        language = context.memo["language"] = get_language() or ""
-    key = ("markup", language)
+    key = ("markup", _language(context))
     markup = shown.get(key)
     if markup is None:
         markup = shown[key] = _product_markup(shown["name"], shown["url"], shown["image_url"], shown["price"])
@@ -698,6 +862,7 @@ def similar_products(
         anchors=[key],
         apply_rules=apply_rules,
         explain=hits,
+        memo_key=(key,),
     )
     return _result(SIMILAR, context, items, hits, anchor=_anchor(context, key))
 
@@ -731,6 +896,7 @@ def bought_together(
         anchors=[key],
         apply_rules=apply_rules,
         explain=hits,
+        memo_key=(key,),
     )
     anchor = _anchor(context, key)
     bundle_price = None
@@ -831,6 +997,8 @@ def recommended_for_you(
         anchors=anchors,
         apply_rules=apply_rules,
         explain=hits,
+        # Whose personal lists, and which recent views feed the session and similar stages.
+        memo_key=(context.user_id, context.visitor_id, tuple(anchors)),
     )
     return _result(FOR_YOU, context, items, hits)
 
@@ -863,6 +1031,7 @@ def trending(
         cap=None if category else True,
         apply_rules=apply_rules,
         explain=hits,
+        memo_key=(category or "",),
     )
     return _result(TRENDING, context, items, hits, extra={"category": category or ""})
 
@@ -893,9 +1062,10 @@ def recently_viewed(
         [history_stage],
         limit=limit,
         fallbacks=_fallbacks(context, _blend(context, RECENTLY_VIEWED)),
-        exclude=[current] if current else [],
+        page_exclude=[current] if current else [],
         apply_rules=apply_rules,
         explain=hits,
+        memo_key=(tuple(context.history.recent_views) if context.has_shopper else (),),
     )
     return _result(RECENTLY_VIEWED, context, items, hits)
 

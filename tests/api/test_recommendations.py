@@ -204,3 +204,68 @@ def test_openapi_schema_documents_the_endpoints(client, db):
         "product_key",
     }
     assert "SlotResponse" in schema["components"]["schemas"]
+
+
+def drf_only(monkeypatch):
+    from shop_reco.api.recommendations import SlotView
+
+    monkeypatch.setattr(SlotView, "_plain_get", lambda self, request: False)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "accept"),
+    [
+        ("trending", {}, "*/*"),
+        ("trending", {"limit": 2, "exclude": "x"}, "application/json"),
+        ("for-you", {"limit": 3}, None),
+        ("recently-viewed", {}, "*/*"),
+        ("buy-again", {}, "*/*"),
+        ("cart", {"cart": "1"}, "*/*"),
+        ("trending", {"limit": "abc"}, "*/*"),  # a 400
+    ],
+)
+def test_the_plain_path_answers_exactly_as_drf(client, catalogue, monkeypatch, name, params, accept):
+    k = catalogue.key
+    publish_lists(
+        {
+            ("global", "", "popular"): catalogue.keys("Toys 1", "Garden 2", "Kitchen 3"),
+            ("visitor", VISITOR, "for_you"): catalogue.keys("Toys 4", "Garden 1"),
+        }
+    )
+    Event.objects.create(event_type="view", visitor_id=VISITOR, product_key=k("Garden 2"))
+    Event.objects.create(event_type="purchase", visitor_id=VISITOR, product_key=k("Kitchen 4"))
+    as_visitor(client)
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+
+    def answer():
+        response = client.get(url(name), params, **headers)
+        kept = ("Content-Type", "Allow", "Vary")
+        return response.status_code, response.content, {h: response.get(h) for h in kept}
+
+    plain = answer()
+    drf_only(monkeypatch)
+    assert answer() == plain
+
+
+@pytest.mark.parametrize("product", ["Kitchen 1", None])
+def test_product_slots_answer_alike_on_both_paths(client, catalogue, monkeypatch, product):
+    k = catalogue.key
+    publish_lists(
+        {
+            ("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Garden 1"),
+            ("product", k("Kitchen 1"), "bought_together"): catalogue.keys("Toys 1"),
+        }
+    )
+    key = k(product) if product else "999999"  # an unknown product: DRF's 404 on both paths
+    answers = []
+    for plain in (True, False):
+        if not plain:
+            drf_only(monkeypatch)
+        answers.append(
+            [
+                (response.status_code, response.content, response["Content-Type"])
+                for response in (client.get(url("similar", key)), client.get(url("bought-together", key)))
+            ]
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][0][0] == (200 if product else 404)
