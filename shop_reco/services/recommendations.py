@@ -347,7 +347,7 @@ def _assemble(
             prefetch = []
             if len(ranked) >= limit or (ranked and not options.get("top_up", True)):
                 break
-        lists_read, context.lists_read = context.lists_read, None
+        lists_read = context.lists_read
     finally:
         context.lists_read = None
     items = _items(slot, context, ranked[:limit], candidates)
