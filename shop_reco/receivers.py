@@ -15,6 +15,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from shop_reco import signals
+from shop_reco.queueing import INDEX_NEW_PRODUCT, UPDATE_SHOPPER, queue_task
 from shop_reco.tracking import product_key_of, track
 from shop_reco.tracking.events import order_event_id
 from shop_reco.tracking.identity import get_visitor, start_new_visitor
@@ -147,9 +148,7 @@ def _enqueue_after_commit(task_name: str, argument: str) -> None:
 
     def send() -> None:
         try:
-            from shop_reco import pipeline_tasks
-
-            getattr(pipeline_tasks, task_name).delay(argument)
+            queue_task(task_name, argument)
         except Exception:
             refresh_logger.exception("shop_reco could not queue %s(%r)", task_name, argument)
 
@@ -177,7 +176,7 @@ def refresh_shopper_after_order(
     try:
         shopper = _shopper_of(request, user)
         if shopper:
-            _enqueue_after_commit("update_shopper", shopper)
+            _enqueue_after_commit(UPDATE_SHOPPER, shopper)
     except Exception:
         refresh_logger.exception("shop_reco could not schedule a refresh after order_placed")
 
@@ -191,7 +190,7 @@ def refresh_shopper_after_cart(
     try:
         shopper = _shopper_of(request)
         if shopper:
-            _enqueue_after_commit("update_shopper", shopper)
+            _enqueue_after_commit(UPDATE_SHOPPER, shopper)
     except Exception:
         refresh_logger.exception("shop_reco could not schedule a refresh after cart_changed")
 
@@ -210,6 +209,6 @@ def index_created_product(
     try:
         from shop_reco.adapters import get_adapter
 
-        _enqueue_after_commit("index_new_product", get_adapter().product_key(instance))
+        _enqueue_after_commit(INDEX_NEW_PRODUCT, get_adapter().product_key(instance))
     except Exception:
         refresh_logger.exception("shop_reco could not schedule indexing of a new product")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shop_reco.conf import reco_settings
+from shop_reco.queueing import FLUSH_EVENTS, celery_queues_tasks, queue_task
 from shop_reco.tracking.events import to_copy_line
 
 logger = logging.getLogger("shop_reco.tracking")
@@ -195,19 +196,9 @@ def _ask_for_flush(client: Any) -> None:
         if not celery_queues_tasks():
             return  # eager (or no) Celery would run the flush in this request; the periodic flush will do it
         if client.set(_key("trigger"), "1", nx=True, ex=TRIGGER_WINDOW_SECONDS):
-            from shop_reco.tasks import flush_events
-
-            flush_events.delay()
+            queue_task(FLUSH_EVENTS)
     except Exception:  # a broker hiccup must not fail the request; the periodic flush still runs
         logger.warning("shop_reco could not queue an event flush", exc_info=True)
-
-
-def celery_queues_tasks() -> bool:
-    """True when ``.delay()`` sends to a broker rather than running the task here and now."""
-    from celery import current_app
-
-    conf = current_app.conf
-    return bool(conf.broker_url) and not conf.task_always_eager
 
 
 def remember_merge(visitor_id: str, user_id: Any) -> None:

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory, override_settings
 
-from shop_reco import pipeline_tasks, signals, sources
+from shop_reco import receivers, signals, sources
 from shop_reco.models import Event, RecommendationList
 from shop_reco.pipeline_tasks import recompute
 from shop_reco.services import recompute as pipeline
@@ -18,9 +18,11 @@ pytestmark = pytest.mark.django_db
 def queued(monkeypatch):
     """The (task, argument) pairs the receivers queue, instead of running them."""
     calls: list[tuple[str, str]] = []
-    for name in ("update_shopper", "index_new_product"):
-        task = getattr(pipeline_tasks, name)
-        monkeypatch.setattr(task, "delay", lambda argument, name=name: calls.append((name, argument)))
+
+    def queue_task(name: str, argument: str) -> None:
+        calls.append((name.rsplit(".", 1)[1], argument))
+
+    monkeypatch.setattr(receivers, "queue_task", queue_task)
     return calls
 
 

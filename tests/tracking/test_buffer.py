@@ -10,6 +10,7 @@ import redis
 from django.db import OperationalError
 
 from shop_reco.models import Event
+from shop_reco.queueing import FLUSH_EVENTS
 from shop_reco.services.tracking import flush_events, merge_visitor
 from shop_reco.tracking import buffer, record, store, track
 from shop_reco.tracking.events import make_row, to_copy_line
@@ -91,19 +92,19 @@ def test_the_size_threshold_queues_one_flush_per_window(buffered, reco):
     reco(EVENT_BUFFER_URL=buffered, EVENT_BUFFER_KEY=KEY, EVENT_BUFFER_FLUSH_SIZE=5)
     with (
         mock.patch.object(buffer, "celery_queues_tasks", return_value=True),
-        mock.patch("shop_reco.tasks.flush_events.delay") as delay,
+        mock.patch.object(buffer, "queue_task") as queue_task,
     ):
         for i in range(20):
             track("view", product=str(i), visitor_id="v")
-    delay.assert_called_once_with()
+    queue_task.assert_called_once_with(FLUSH_EVENTS)
     assert Event.objects.count() == 0  # nothing flushed inside the "request"
 
 
 def test_eager_celery_never_flushes_inside_the_request(buffered, reco):
     reco(EVENT_BUFFER_URL=buffered, EVENT_BUFFER_KEY=KEY, EVENT_BUFFER_FLUSH_SIZE=1)
-    with mock.patch("shop_reco.tasks.flush_events.delay") as delay:
+    with mock.patch.object(buffer, "queue_task") as queue_task:
         track("view", product="1", visitor_id="v")
-    delay.assert_not_called()
+    queue_task.assert_not_called()
 
 
 def test_unreachable_buffer_writes_directly_and_skips_redis_for_a_while(reco, caplog):
