@@ -118,6 +118,7 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen:
     process = subprocess.Popen(
         [
             gunicorn,
+            "--config=python:demo_shop.gunicorn_conf",  # the production settings (preload, gc.freeze)
             "bench.storefront.wsgi",
             f"--bind={HOST}:{port}",
             f"--workers={workers}",

@@ -155,11 +155,14 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
         return dict.fromkeys(specs, EMPTY)
     found: dict[ListSpec, StoredList] = {}
     missing: list[ListSpec] = []
+    lapsed: dict[ListSpec, StoredList] = {}
     now = time.monotonic()
     for spec in specs:
         hit = _lists.get((version_id, spec))
         if hit is None or hit[0] <= now:
             missing.append(spec)
+            if hit is not None:
+                lapsed[spec] = hit[1]
         else:
             found[spec] = hit[1]
     if not missing:
@@ -169,19 +172,25 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
     for cache_key, raw in cached.items():
         spec = keys.pop(cache_key)
         stored = StoredList(tuple(raw[0]), tuple(raw[1])) if raw else EMPTY
-        found[spec] = stored
+        found[spec] = stored = _unchanged(lapsed.get(spec), stored)
         _remember(version_id, spec, stored, now)
     if keys:
         fetched = _query_lists(version_id, list(keys.values()))
         to_cache = {}
         for cache_key, spec in keys.items():
-            stored = fetched.get(spec, EMPTY)
+            stored = _unchanged(lapsed.get(spec), fetched.get(spec, EMPTY))
             found[spec] = stored
             _remember(version_id, spec, stored, now)
             # An absent list is cached too (as an empty tuple), so misses cost no query either.
             to_cache[cache_key] = (list(stored.keys), list(stored.scores)) if stored else ()
         cache.set_many(to_cache, timeout=reco_settings.LIST_CACHE_SECONDS)
     return found
+
+
+def _unchanged(previous: StoredList | None, stored: StoredList) -> StoredList:
+    """The copy this process had when the list is unchanged: slot memos that read it stay valid (they
+    compare lists by identity), and no new objects pile up for the garbage collector."""
+    return previous if previous is not None and previous == stored else stored
 
 
 def _remember(version_id: int, spec: ListSpec, stored: StoredList, now: float) -> None:

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import html
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -313,8 +312,12 @@ def _assemble(
             _language(context),
         )
         memo = _slots.get(full_key)
-        if memo is not None and memo.serves(context, shoppers):
-            return memo.items_for(context)
+        if memo is not None:
+            current = memo.serving(context, shoppers)
+            if current is not None:
+                if current is not memo:
+                    _slots.put(full_key, current)
+                return current.items_for(context)
     blocked |= shoppers
 
     pins = [rule for rule in rules if rule.action == MerchandisingRule.Action.PIN]
@@ -370,10 +373,10 @@ class SlotMemo:
     The memo key holds what the ranking reads besides the shopper's exclusions: score version, the slot's
     own inputs (anchor, shopper, history), limit, effective options and blend weights (tuning, experiment
     variant), the rules in force, the language. It is used only while the stored lists it read are the ones
-    the list cache holds now (a rewritten list or a lapsed local copy recomputes it), and no longer than
-    the product rows it read are cached (stock changes show as before), and only for a shopper who excludes
-    (bought, has in the cart, saw higher on the page) none of the candidates it saw: then the full
-    computation would give the very same items.
+    the list cache holds now (a rewritten list recomputes it), while every product row it read, as the row
+    cache reloads them (PRODUCT_CACHE_SECONDS), still shows the same availability, category, name, URL,
+    image and price, and only for a shopper who excludes (bought, has in the cart, saw higher on the page)
+    none of the candidates it saw: then the full computation would give the very same items.
     """
 
     items: tuple[RecoItem, ...]
@@ -382,26 +385,30 @@ class SlotMemo:
     lists: tuple[StoredList, ...]
     rows: dict[str, ProductRow | None]  # the product rows it read, as the row cache held them
     anchors: tuple[str, ...]
-    expires: float
 
-    def serves(self, context: RecoContext, shoppers: set[str]) -> bool:
-        if time.monotonic() >= self.expires or not self.offered.isdisjoint(shoppers):
-            return False
+    def serving(self, context: RecoContext, shoppers: set[str]) -> SlotMemo | None:
+        """This memo, or a copy holding the reloaded rows when they are unchanged; None when it is stale."""
+        if not self.offered.isdisjoint(shoppers):
+            return None
         if self.specs:
             current = load_lists(context.version_id, self.specs)
             if any(
                 current.get(spec) is not stored for spec, stored in zip(self.specs, self.lists, strict=True)
             ):
-                return False
-        # Rows the row cache has reloaded since (PRODUCT_CACHE_SECONDS): read them as the slot would, and
-        # keep the memo only while availability and category are unchanged.
+                return None
         lapsed = [key for key, row in self.rows.items() if not row_is_cached(key, row)]
-        if lapsed:
-            context.fetch([key for key in lapsed if key not in self.anchors], anchors=self.anchors)
-            for key in lapsed:
-                if not _same_row(self.rows[key], context.products.get(key)):
-                    return False
-        return True
+        if not lapsed:
+            return self
+        # Rows the row cache has reloaded since: read them as the slot would. Unchanged rows renew the memo
+        # (a fresh copy per reload rather than a full ranking of every slot every PRODUCT_CACHE_SECONDS).
+        context.fetch([key for key in lapsed if key not in self.anchors], anchors=self.anchors)
+        rows = dict(self.rows)
+        for key in lapsed:
+            row = context.products.get(key)
+            if not _same_row(context, self.rows[key], row):
+                return None
+            rows[key] = row
+        return replace(self, rows=rows)
 
     def items_for(self, context: RecoContext) -> list[RecoItem]:
         products = context.products
@@ -412,10 +419,19 @@ class SlotMemo:
         return list(self.items)
 
 
-def _same_row(old: ProductRow | None, new: ProductRow | None) -> bool:
+def _same_row(context: RecoContext, old: ProductRow | None, new: ProductRow | None) -> bool:
     if old is None or new is None:
         return old is new
-    return old.available == new.available and old.category == new.category
+    return (
+        old.available == new.available
+        and old.category == new.category
+        and _described(context, old) == _described(context, new)
+    )
+
+
+def _described(context: RecoContext, row: ProductRow) -> tuple[Any, ...]:
+    shown = describe(context, row)  # which also caches rendered markup: compare the described fields only
+    return shown["name"], shown["url"], shown["image_url"], shown["price"]
 
 
 def _slot_memo_enabled() -> bool:
@@ -431,8 +447,6 @@ def _remember_slot(
     anchors: list[str],
     lists_read: dict[ListSpec, StoredList],
 ) -> None:
-    # Names and prices on the memoised items are as fresh as the rows: the memo lives as long as a row.
-    expires = time.monotonic() + float(reco_settings.PRODUCT_CACHE_SECONDS)
     rows: dict[str, ProductRow | None] = {}
     for product_key in (*offered, *anchors):
         if product_key in context.products:
@@ -450,7 +464,6 @@ def _remember_slot(
             tuple(lists_read[spec] for spec in specs),
             rows,
             tuple(anchors),
-            expires,
         ),
     )
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from scipy import stats as _dist
+
+@cache
+def _distributions() -> Any:
+    # scipy.stats takes seconds and ~100,000 objects to import: only the experiments' report needs it, so
+    # shop pages (which import this module through the experiments service) never load it.
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class MeanSummary:
 
 
 def _z(confidence: float) -> float:
-    return float(_dist.norm.ppf(0.5 + confidence / 2))
+    return float(_distributions().norm.ppf(0.5 + confidence / 2))
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> Interval:
@@ -81,21 +90,23 @@ def two_proportion_test(successes_a: int, trials_a: int, successes_b: int, trial
     if variance <= 0:  # both all-successes or all-failures: no evidence of a difference
         return TestResult(0.0, 1.0)
     z = (successes_b / trials_b - successes_a / trials_a) / math.sqrt(variance)
-    return TestResult(z, float(2 * _dist.norm.sf(abs(z))))
+    return TestResult(z, float(2 * _distributions().norm.sf(abs(z))))
 
 
 def chi_square_test(successes_a: int, trials_a: int, successes_b: int, trials_b: int) -> TestResult:
     """Pearson's chi-square on the 2x2 table (one degree of freedom, no continuity correction)."""
     z = two_proportion_test(successes_a, trials_a, successes_b, trials_b)
     chi2 = z.statistic**2
-    return TestResult(chi2, float(_dist.chi2.sf(chi2, 1)) if chi2 else 1.0, df=1.0)
+    return TestResult(chi2, float(_distributions().chi2.sf(chi2, 1)) if chi2 else 1.0, df=1.0)
 
 
 def mean_interval(sample: MeanSummary, confidence: float = 0.95) -> Interval:
     """Student t interval for a mean."""
     if sample.n < 2:
         return Interval(sample.mean, sample.mean, sample.mean)
-    half = float(_dist.t.ppf(0.5 + confidence / 2, sample.n - 1)) * math.sqrt(sample.variance / sample.n)
+    half = float(_distributions().t.ppf(0.5 + confidence / 2, sample.n - 1)) * math.sqrt(
+        sample.variance / sample.n
+    )
     return Interval(sample.mean, sample.mean - half, sample.mean + half)
 
 
@@ -108,4 +119,4 @@ def welch_test(a: MeanSummary, b: MeanSummary) -> TestResult:
         return TestResult(0.0, 1.0)
     t = (b.mean - a.mean) / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    return TestResult(t, float(2 * _dist.t.sf(abs(t), df)), df=df)
+    return TestResult(t, float(2 * _distributions().t.sf(abs(t), df)), df=df)

@@ -100,3 +100,45 @@ def test_one_shoppers_memoised_slot_is_never_anothers(catalogue):
         theirs = reco.recommended_for_you(limit=2, context=context_for(visitor_id=other))
         assert catalogue.names(mine.keys) == ["Toys 1", "Toys 2"]
         assert catalogue.names(theirs.keys) == ["Garden 3", "Garden 4"]
+
+
+def later_by(monkeypatch, seconds: float) -> None:
+    import time
+
+    moment = time.monotonic() + seconds
+    monkeypatch.setattr(time, "monotonic", lambda: moment)
+
+
+def test_a_price_or_name_change_shows_when_the_row_cache_lapses(catalogue, monkeypatch):
+    k = catalogue.key
+    publish_lists({("product", k("Kitchen 1"), "similar"): catalogue.keys(*SIMILAR)})
+    before = reco.similar_products(k("Kitchen 1"), limit=2)
+    kettle = catalogue["Kitchen 3"]
+    kettle.name, kettle.price = "Kitchen 3 (new)", kettle.price + 1
+    kettle.save()
+    later_by(monkeypatch, 31)  # PRODUCT_CACHE_SECONDS is 30
+    after = reco.similar_products(k("Kitchen 1"), limit=2)
+    assert after.keys == before.keys
+    assert (after.items[1].name, after.items[1].price) == ("Kitchen 3 (new)", kettle.price)
+
+
+def test_unchanged_rows_and_lists_renew_the_memo_instead_of_ranking_again(catalogue, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    k = catalogue.key
+    publish_lists({("product", k("Kitchen 1"), "similar"): catalogue.keys(*SIMILAR)})
+    first = reco.similar_products(k("Kitchen 1"), limit=3)
+    ranked = []
+    monkeypatch.setattr(reco, "_rank_window", lambda *args: ranked.append(args) or [])
+    later_by(monkeypatch, 120)  # rows (30 s) and the local copies of lists (60 s) have lapsed
+    with CaptureQueriesContext(connection) as queries:
+        again = reco.similar_products(k("Kitchen 1"), limit=3)
+    assert shown(again) == shown(first) and ranked == []
+    # One query re-reads the rows; the lists come from the shared cache (the version and the rules, whose
+    # short memos lapsed too, may be asked for again).
+    tables = [query["sql"].split(" FROM ", 1)[1].split()[0] for query in queries.captured_queries]
+    assert tables.count('"catalogue_product"') == 1 and '"shop_reco_recommendationlist"' not in tables
+    with CaptureQueriesContext(connection) as queries:  # the renewed memo holds the reloaded rows
+        assert shown(reco.similar_products(k("Kitchen 1"), limit=3)) == shown(first)
+    assert len(queries) == 0 and ranked == []
