@@ -341,11 +341,11 @@ def check_storefront(app_configs: Sequence[Any] | None = None, **kwargs: Any) ->
     if not isinstance(user, dict):
         return []  # reported by check_settings
     messages: list[CheckMessage] = []
-    zero_allowed = ("VERSION_CACHE_SECONDS", "PRODUCT_CACHE_SECONDS")
+    zero_allowed = ("VERSION_CACHE_SECONDS", "PRODUCT_CACHE_SECONDS", "HISTORY_CACHE_SECONDS")
     for name in (*_STOREFRONT_NUMBERS, *zero_allowed):
         value = user.get(name, DEFAULTS[name])
         is_number = not isinstance(value, bool) and isinstance(value, int | float)
-        # Zero seconds of version or product caching is allowed: every request then asks the database.
+        # Zero seconds of version, product or history caching is allowed: every request then asks the database.
         if not is_number or value < 0 or (value == 0 and name not in zero_allowed):
             messages.append(
                 Error(

@@ -140,6 +140,10 @@ DEFAULTS: dict[str, Any] = {
     "LIVE_POPULAR_DAYS": 30,
     # How many of a shopper's latest view/purchase events the slots read (recently viewed, buy again, ...).
     "HISTORY_LENGTH": 100,
+    # Seconds a shopper's history stays in the Django cache. Every write through shop_reco (flush, direct
+    # write, login merge, erasure) forgets the histories it changes at once; this bounds how long writes
+    # around shop_reco (the ORM by hand, the retention purge) can go unseen. 0 reads it on every page.
+    "HISTORY_CACHE_SECONDS": 300,
     # Shards per recompute stage: each is one Celery task, so more workers finish sooner.
     "RECOMPUTE_SHARDS": 8,
     # Shoppers with an event in this many days get personal lists at each full recompute.

@@ -31,3 +31,12 @@ def redis_url() -> str:
     yield REDIS_URL
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _empty_django_cache() -> None:
+    """Each test starts with an empty Django cache: cached histories, lists and assignments of one test's
+    shoppers (the same ids recur) must not reach the next test's database."""
+    from django.core.cache import cache
+
+    cache.clear()

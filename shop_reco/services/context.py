@@ -19,6 +19,7 @@ from shop_reco.adapters import BaseShopAdapter, get_adapter
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event
 from shop_reco.services.lists import _rows, live_version_id
+from shop_reco.tracking.history import cached_history
 
 logger = logging.getLogger("shop_reco.recommendations")
 
@@ -127,7 +128,9 @@ class RecoContext:
         if not self.has_shopper:
             return history
         limit = int(reco_settings.HISTORY_LENGTH)
-        rows = _history_rows(self.user_id, self.visitor_id, limit)
+        rows = cached_history(
+            self.user_id, self.visitor_id, lambda: _history_rows(self.user_id, self.visitor_id, limit)
+        )
         seen: set[str] = set()
         for event_type, key, occurred_at in rows:
             if event_type == "view":

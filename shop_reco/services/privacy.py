@@ -19,6 +19,7 @@ from django.db.models import Q
 from shop_reco.models import Event, ExperimentAssignment, RecommendationList
 from shop_reco.tracking import buffer
 from shop_reco.tracking.events import ROW_FIELDS
+from shop_reco.tracking.history import forget_histories
 
 logger = logging.getLogger("shop_reco.tracking")
 
@@ -146,6 +147,7 @@ def erase_shopper(*, user_id: Any = None, visitor_id: str | None = None) -> Eras
         )
     except Exception:
         logger.warning("shop_reco erase: could not drop erased lists from the cache", exc_info=True)
+    forget_histories([user_id] if user_id is not None else [], visitors)
     try:
         buffer.forget_merges(visitors)
     except Exception:

@@ -18,6 +18,7 @@ from shop_reco.models import Event
 from shop_reco.tracking import buffer, store
 from shop_reco.tracking.buffer import FlushResult
 from shop_reco.tracking.events import InvalidEvent, make_row, order_event_id
+from shop_reco.tracking.history import forget_histories
 from shop_reco.tracking.importers import Record
 
 logger = logging.getLogger("shop_reco.tracking")
@@ -71,7 +72,9 @@ def merge_visitor(visitor_id: str, user: Any) -> int:
     if not visitor_id or user is None:
         return 0
     buffer.remember_merge(visitor_id, user.pk)  # for the events still waiting in the buffer
-    return Event.objects.filter(visitor_id=visitor_id, user__isnull=True).update(user=user)
+    merged = Event.objects.filter(visitor_id=visitor_id, user__isnull=True).update(user=user)
+    forget_histories([user.pk], [visitor_id])
+    return merged
 
 
 def import_events(

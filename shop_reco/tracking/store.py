@@ -22,6 +22,7 @@ from django.db.models import Field
 
 from shop_reco.models import Event
 from shop_reco.tracking.events import ROW_FIELDS, from_copy_line, row_to_model_kwargs, to_copy_line
+from shop_reco.tracking.history import forget_batch, forget_rows
 
 # Below this many rows a multi-row INSERT is cheaper than COPY.
 COPY_MIN_ROWS = 200
@@ -37,7 +38,9 @@ def write_rows(rows: Sequence[dict[str, Any]], *, verify_users: bool = True, exa
         return 0
     if len(rows) >= COPY_MIN_ROWS and _can_copy():
         return write_copy_lines([to_copy_line(row).encode() for row in rows])
-    return _bulk_create(rows, verify_users=verify_users, exact=exact)
+    stored = _bulk_create(rows, verify_users=verify_users, exact=exact)
+    forget_rows(rows)
+    return stored
 
 
 def write_copy_lines(lines: Sequence[bytes], merges: dict[str, str] | None = None) -> int:
@@ -58,6 +61,12 @@ def write_copy_batch(batch: bytes, merges: dict[str, str] | None = None) -> int:
     """
     if not batch:
         return 0
+    stored = _write_copy_batch(batch, merges)
+    forget_batch(batch, merges)  # the storefront's cached histories of these shoppers are stale now
+    return stored
+
+
+def _write_copy_batch(batch: bytes, merges: dict[str, str] | None) -> int:
     if not _can_copy():
         rows = [from_copy_line(line) for line in batch.split(b"\n")]
         _apply_merges(rows, merges)

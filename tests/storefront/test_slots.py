@@ -11,29 +11,33 @@ from shop_reco.models import Event
 from shop_reco.services import recommendations as reco
 from shop_reco.services.context import context_for
 from shop_reco.testing import publish_lists
+from shop_reco.tracking import track
 
 VISITOR = "a" * 32
 
 
 def view(key: str, minutes_ago: int, visitor: str = VISITOR, user=None) -> Event:
-    return Event.objects.create(
-        event_type="view",
+    """A product view, recorded as a shop records it (``shop_reco.track``)."""
+    event_id = track(
+        "view",
+        product=key,
         visitor_id=visitor,
         user=user,
-        product_key=key,
         occurred_at=timezone.now() - timedelta(minutes=minutes_ago),
     )
+    return Event.objects.get(client_event_id=event_id)
 
 
 def purchase(key: str, days_ago: float = 1, visitor: str = VISITOR, user=None, price="2.50") -> Event:
-    return Event.objects.create(
-        event_type="purchase",
+    event_id = track(
+        "purchase",
+        product=key,
         visitor_id=visitor,
         user=user,
-        product_key=key,
         unit_price=Decimal(price),
         occurred_at=timezone.now() - timedelta(days=days_ago),
     )
+    return Event.objects.get(client_event_id=event_id)
 
 
 def test_similar_products_follow_the_stored_list(catalogue):
