@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+
+class OpaqueIdField(models.CharField):
+    """A random id, only ever compared for equality: indexed byte by byte ("C" collation) on PostgreSQL.
+
+    PostgreSQL 15 compares text in any other collation through strcoll(), on every btree step of every
+    insert; these ids' order means nothing, so that work buys nothing. SQLite already compares bytes
+    (BINARY); other databases keep their default, which need not be called "C".
+    """
+
+    def db_parameters(self, connection: Any) -> dict[str, Any]:
+        params = super().db_parameters(connection)
+        if connection.vendor == "postgresql" and self.db_collation is None:
+            params["collation"] = "C"
+        return params
 
 
 class Event(models.Model):
@@ -13,7 +30,7 @@ class Event(models.Model):
 
     event_type = models.CharField(max_length=32)
     # Random id from the signed visitor cookie; kept after login so a visitor's history can be merged.
-    visitor_id = models.CharField(max_length=64, blank=True, default="")
+    visitor_id = OpaqueIdField(max_length=64, blank=True, default="")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -31,7 +48,7 @@ class Event(models.Model):
     slot = models.CharField(max_length=64, blank=True, default="")
     token = models.CharField(max_length=64, blank=True, default="")
     # Set by clients that retry; the same id is stored once (shop_reco_event_client_id below).
-    client_event_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULLs never clash
+    client_event_id = OpaqueIdField(max_length=64, null=True, blank=True)  # null: NULLs never clash
     context = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
 

@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 import redis
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 from shop_reco.models import Event
 from shop_reco.queueing import FLUSH_EVENTS
@@ -86,6 +86,20 @@ def test_copy_path_on_postgresql_dedupes_and_drops_erased_users(postgres, custom
     assert store.write_copy_lines([to_copy_line(row).encode() for row in more]) == 49
     assert Event.objects.filter(user=customer).count() == 1
     assert Event.objects.count() == 349
+
+
+def test_event_ids_are_indexed_byte_by_byte_on_postgresql(postgres):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name, collation_name FROM information_schema.columns "
+            "WHERE table_name = %s AND column_name IN ('visitor_id', 'client_event_id')",
+            [Event._meta.db_table],
+        )
+        assert dict(cursor.fetchall()) == {"visitor_id": "C", "client_event_id": "C"}
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the test table is tiny
+    # Lookups by visitor (a plain text parameter, the database's collation) still use the index.
+    plan = Event.objects.filter(visitor_id="v" * 32).order_by("-occurred_at").explain()
+    assert "shop_reco_event_visitor_time" in plan
 
 
 def test_the_size_threshold_queues_one_flush_per_window(buffered, reco):
