@@ -27,6 +27,7 @@ from django.core.signals import setting_changed
 from django.db.models import Case, FloatField, Q, Sum, Value, When
 from django.utils import timezone
 
+from shop_reco import cache_reads
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event, RecommendationList, ScoreVersion
 
@@ -168,7 +169,7 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
     if not missing:
         return found
     keys = {_cache_key(version_id, spec): spec for spec in missing}
-    cached = cache.get_many(list(keys))
+    cached = cache_reads.get_many(list(keys))
     for cache_key, raw in cached.items():
         spec = keys.pop(cache_key)
         stored = StoredList(tuple(raw[0]), tuple(raw[1])) if raw else EMPTY

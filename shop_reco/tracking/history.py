@@ -23,6 +23,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
+from shop_reco import cache_reads
 from shop_reco.conf import reco_settings
 
 logger = logging.getLogger("shop_reco.storefront")
@@ -60,7 +61,7 @@ def cached_history(user_id: Any, visitor_id: str, load: Callable[[], Rows]) -> R
         return load()
     data_key = f"shop_reco:h:{user_id if user_id is not None else ''}:{visitor_id}"
     try:
-        found = cache.get_many([*stamps, data_key])
+        found = cache_reads.get_many([*stamps, data_key])
         current = [found.get(key) for key in stamps]
         hit = found.get(data_key)
         if hit is not None and None not in current and hit[0] == current:

@@ -1,0 +1,41 @@
+"""The storefront's fast cache reads see exactly what Django's cache API stores, on Redis and elsewhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.core.cache import cache
+
+from shop_reco import cache_reads
+
+VALUES = {"shop_reco:a": ("x", [1, 2.5]), "shop_reco:b": (["k"], datetime(2026, 1, 2, tzinfo=UTC)), "c": 0}
+
+
+@pytest.fixture(params=["redis", "locmem"])
+def any_cache(request, redis_url, settings):
+    backend = {
+        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
+        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }[request.param]
+    settings.CACHES = {"default": {**backend, "KEY_PREFIX": "shop-test", "VERSION": 3}}
+    cache.clear()
+    yield request.param
+    cache.clear()
+
+
+def test_get_many_returns_what_the_cache_api_stored(any_cache):
+    cache.set_many(VALUES)
+    cache.delete("shop_reco:b")
+    wanted = [*VALUES, "missing"]
+    assert cache_reads.get_many(wanted) == cache.get_many(wanted) == {"shop_reco:a": ("x", [1, 2.5]), "c": 0}
+
+
+def test_a_settings_change_switches_the_reader(redis_url, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    cache.set("shop_reco:a", 1)
+    assert cache_reads.get_many(["shop_reco:a"]) == {"shop_reco:a": 1}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert cache_reads.get_many(["shop_reco:a"]) == {}  # the new, empty cache; not the old Redis one
