@@ -110,8 +110,13 @@ def clear_caches() -> None:
 
 def row_is_cached(key: str, row: Any) -> bool:
     """Whether ``row`` is this process's unexpired cached row of ``key``."""
+    return cached_row_expiry(key, row) > time.monotonic()
+
+
+def cached_row_expiry(key: str, row: Any) -> float:
+    """When this process's cached row of ``key`` expires, if it is ``row``; else 0."""
     hit = _rows.data.get(key)  # a peek: no reordering, no lock needed for one dict read
-    return hit is not None and hit[1] is row and hit[0] > time.monotonic()
+    return hit[0] if hit is not None and hit[1] is row else 0.0
 
 
 def _memo_get(key: Any) -> Any:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -50,7 +51,10 @@ from shop_reco.services.lists import (
     LIVE_POPULAR,
     ListSpec,
     StoredList,
+    _memo_get,
+    _memo_put,
     _slots,
+    cached_row_expiry,
     load_lists,
     row_is_cached,
 )
@@ -305,8 +309,7 @@ def _assemble(
             memo_key,
             limit,
             max_per_category,
-            _frozen(options),
-            _frozen(context.blend_weights(slot)),
+            *_frozen_configuration(context, slot, options),
             tuple(rules),
             tuple(sorted(blocked)),
             _language(context),
@@ -385,6 +388,8 @@ class SlotMemo:
     lists: tuple[StoredList, ...]
     rows: dict[str, ProductRow | None]  # the product rows it read, as the row cache held them
     anchors: tuple[str, ...]
+    # Until the first of those rows expires in the row cache they are fresh enough: no need to look again.
+    fresh_until: float
 
     def serving(self, context: RecoContext, shoppers: set[str]) -> SlotMemo | None:
         """This memo, or a copy holding the reloaded rows when they are unchanged; None when it is stale."""
@@ -396,9 +401,12 @@ class SlotMemo:
                 current.get(spec) is not stored for spec, stored in zip(self.specs, self.lists, strict=True)
             ):
                 return None
-        lapsed = [key for key, row in self.rows.items() if not row_is_cached(key, row)]
-        if not lapsed:
+        now = time.monotonic()
+        if now < self.fresh_until:
             return self
+        lapsed = [key for key, row in self.rows.items() if not cached_row_expiry(key, row) > now]
+        if not lapsed:
+            return replace(self, fresh_until=_fresh_until(self.rows))
         # Rows the row cache has reloaded since: read them as the slot would. Unchanged rows renew the memo
         # (a fresh copy per reload rather than a full ranking of every slot every PRODUCT_CACHE_SECONDS).
         context.fetch([key for key in lapsed if key not in self.anchors], anchors=self.anchors)
@@ -408,7 +416,7 @@ class SlotMemo:
             if not _same_row(context, self.rows[key], row):
                 return None
             rows[key] = row
-        return replace(self, rows=rows)
+        return replace(self, rows=rows, fresh_until=_fresh_until(rows))
 
     def items_for(self, context: RecoContext) -> list[RecoItem]:
         products = context.products
@@ -432,6 +440,10 @@ def _same_row(context: RecoContext, old: ProductRow | None, new: ProductRow | No
 def _described(context: RecoContext, row: ProductRow) -> tuple[Any, ...]:
     shown = describe(context, row)  # which also caches rendered markup: compare the described fields only
     return shown["name"], shown["url"], shown["image_url"], shown["price"]
+
+
+def _fresh_until(rows: Mapping[str, ProductRow | None]) -> float:
+    return min((cached_row_expiry(key, row) for key, row in rows.items()), default=float("inf"))
 
 
 def _slot_memo_enabled() -> bool:
@@ -464,6 +476,7 @@ def _remember_slot(
             tuple(lists_read[spec] for spec in specs),
             rows,
             tuple(anchors),
+            _fresh_until(rows),
         ),
     )
 
@@ -475,6 +488,19 @@ def _frozen(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return tuple(_frozen(v) for v in value)
     return value
+
+
+def _frozen_configuration(context: RecoContext, slot: str, options: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The slot's options and blend weights as hashable values, worked out once per configuration object
+    (the tuning service shares one read-only dict until it reloads) rather than on every request."""
+    config = context.config
+    key = ("frozen", slot, id(config))
+    hit = _memo_get(key)
+    if hit is not None and hit[1][0] is config:  # the same object, not a new one at a reused address
+        return hit[1][1]
+    frozen = (_frozen(options), _frozen(context.blend_weights(slot)))
+    _memo_put(key, (config, frozen), 60.0)
+    return frozen
 
 
 def _language(context: RecoContext) -> str:
