@@ -192,10 +192,22 @@ class SlotView(APIView):
         drf_request = Request(request, authenticators=())
         self.request = drf_request
         try:
-            data = self.slot_data(drf_request, **kwargs)
+            outcome = self.slot_outcome(drf_request, **kwargs)
         except (Http404, ValidationError):
             return None
-        response = HttpResponse(JSONRenderer().render(data), content_type="application/json")
+        body: bytes | None
+        if isinstance(outcome, dict):
+            body = JSONRenderer().render(outcome)
+        else:
+            context, result = outcome
+            memo = result.memo if result.memo is not None and result.memo.renders else None
+            # The same memoised items give the same bytes: render them once per memo.
+            body = memo.rendered.get(self.slot) if memo is not None else None
+            if body is None:
+                body = JSONRenderer().render(self.serialise(drf_request, context, result))
+                if memo is not None:
+                    memo.rendered[self.slot] = body
+        response = HttpResponse(body, content_type="application/json")
         response["Allow"] = ", ".join(self.allowed_methods)
         patch_vary_headers(response, ("Accept",))
         return response
@@ -204,6 +216,15 @@ class SlotView(APIView):
         return Response(self.slot_data(request, **kwargs))
 
     def slot_data(self, request: Request, **kwargs: Any) -> dict[str, Any]:
+        outcome = self.slot_outcome(request, **kwargs)
+        if isinstance(outcome, dict):
+            return outcome
+        return self.serialise(request, *outcome)
+
+    def slot_outcome(
+        self, request: Request, **kwargs: Any
+    ) -> tuple[RecoContext, reco.SlotResult] | dict[str, Any]:
+        """The slot computed and its impression recorded; or the answer of a slot that failed."""
         limit = self.parse_limit(request)
         context = self.reco_context(request)
         try:
@@ -219,7 +240,7 @@ class SlotView(APIView):
                 reco.record_impression(context, result)
             except Exception:
                 logger.exception("shop_reco could not record the impression of slot %s", self.slot)
-        return self.serialise(request, context, result)
+        return context, result
 
     def serialise(self, request: Request, context: RecoContext, result: reco.SlotResult) -> dict[str, Any]:
         serializer_class = product_serializer_class()

@@ -79,6 +79,8 @@ class RecoContext:
         self.memo: dict[str, Any] = {}  # per-page lookups the slots share (translated reasons, ...)
         # While a slot is computed for the slot memo: the stored lists it read.
         self.lists_read: dict[Any, Any] | None = None
+        # The slot memo the last slot came from or went into (a SlotMemo), for its rendered forms.
+        self.slot_memo: Any = None
 
     @property
     def version_id(self) -> int | None:

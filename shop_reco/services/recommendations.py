@@ -242,6 +242,8 @@ class SlotResult:
     extra: dict[str, Any] = field(default_factory=dict)
     # With explain=True: every rule effect on the candidates considered, in the order applied.
     explain: list[RuleHit] = field(default_factory=list)
+    # The slot memo these items came from (or were stored in): the API keeps its rendered answer there.
+    memo: SlotMemo | None = field(default=None, compare=False, repr=False)
 
     @property
     def keys(self) -> list[str]:
@@ -302,6 +304,7 @@ def _assemble(
         shoppers |= context.history.purchased
 
     full_key = None
+    context.slot_memo = None
     if memo_key is not None and explain is None and apply_rules and _slot_memo_enabled():
         full_key = (
             slot,
@@ -320,6 +323,7 @@ def _assemble(
             if current is not None:
                 if current is not memo:
                     _slots.put(full_key, current)
+                context.slot_memo = current
                 return current.items_for(context)
     blocked |= shoppers
 
@@ -359,7 +363,7 @@ def _assemble(
     items = _items(slot, context, ranked[:limit], candidates)
     if full_key is not None and not volatile and offered.isdisjoint(shoppers):
         # Nothing the shopper excludes was among the candidates: this is the slot of anyone else too.
-        _remember_slot(full_key, context, items, offered, anchor_keys, lists_read or {})
+        context.slot_memo = _remember_slot(full_key, context, items, offered, anchor_keys, lists_read or {})
     return items
 
 
@@ -390,6 +394,14 @@ class SlotMemo:
     anchors: tuple[str, ...]
     # Until the first of those rows expires in the row cache they are fresh enough: no need to look again.
     fresh_until: float
+    # What the API answered from this memo, by slot: the same items give the same bytes (see ``renders``).
+    rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def renders(self) -> bool:
+        """Whether an answer is a function of this memo alone: every anchor's row (named by reasons, shown
+        as the page's product and in the bundle price) is one the memo holds, in stock."""
+        return all(self.rows.get(key) is not None for key in self.anchors)
 
     def serving(self, context: RecoContext, shoppers: set[str]) -> SlotMemo | None:
         """This memo, or a copy holding the reloaded rows when they are unchanged; None when it is stale."""
@@ -458,7 +470,7 @@ def _remember_slot(
     offered: set[str],
     anchors: list[str],
     lists_read: dict[ListSpec, StoredList],
-) -> None:
+) -> SlotMemo:
     rows: dict[str, ProductRow | None] = {}
     for product_key in (*offered, *anchors):
         if product_key in context.products:
@@ -467,18 +479,17 @@ def _remember_slot(
             if row_is_cached(product_key, row):
                 rows[product_key] = row
     specs = tuple(lists_read)
-    _slots.put(
-        key,
-        SlotMemo(
-            tuple(items),
-            frozenset(offered),
-            specs,
-            tuple(lists_read[spec] for spec in specs),
-            rows,
-            tuple(anchors),
-            _fresh_until(rows),
-        ),
+    memo = SlotMemo(
+        tuple(items),
+        frozenset(offered),
+        specs,
+        tuple(lists_read[spec] for spec in specs),
+        rows,
+        tuple(anchors),
+        _fresh_until(rows),
     )
+    _slots.put(key, memo)
+    return memo
 
 
 def _frozen(value: Any) -> Any:
@@ -874,7 +885,8 @@ def _product_key(context: RecoContext, product: Any) -> str:
 def _result(
     slot: str, context: RecoContext, items: list[RecoItem], hits: list[RuleHit] | None, **kw: Any
 ) -> SlotResult:
-    return SlotResult(slot, items, context.version_id, explain=hits or [], **kw)
+    memo, context.slot_memo = context.slot_memo, None
+    return SlotResult(slot, items, context.version_id, explain=hits or [], memo=memo, **kw)
 
 
 def similar_products(

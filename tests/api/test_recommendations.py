@@ -269,3 +269,30 @@ def test_product_slots_answer_alike_on_both_paths(client, catalogue, monkeypatch
         )
     assert answers[0] == answers[1]
     assert answers[0][0][0] == (200 if product else 404)
+
+
+def test_a_memoised_answer_is_rendered_once_and_follows_a_rename(client, catalogue, monkeypatch):
+    import time
+
+    from shop_reco.api import recommendations as api
+
+    k = catalogue.key
+    publish_lists({("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Garden 1")})
+    first = client.get(url("similar", k("Kitchen 1")), {"limit": 2}).content
+    rendered = []
+    render = api.JSONRenderer.render
+    monkeypatch.setattr(
+        api.JSONRenderer,
+        "render",
+        lambda self, data, *a, **kw: rendered.append(data) or render(self, data, *a, **kw),
+    )
+    assert client.get(url("similar", k("Kitchen 1")), {"limit": 2}).content == first and rendered == []
+    garden = catalogue["Garden 1"]
+    garden.name, garden.price = "Garden 1 (new)", garden.price + 1
+    garden.save()
+    moment = time.monotonic() + 31  # PRODUCT_CACHE_SECONDS is 30
+    monkeypatch.setattr(time, "monotonic", lambda: moment)
+    renamed = client.get(url("similar", k("Kitchen 1")), {"limit": 2}).content
+    assert b"Garden 1 (new)" in renamed and len(rendered) == 1
+    drf_only(monkeypatch)
+    assert client.get(url("similar", k("Kitchen 1")), {"limit": 2}).content == renamed
