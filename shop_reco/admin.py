@@ -6,7 +6,6 @@ Heavy work is never done here: actions enqueue Celery tasks or call ``shop_reco.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
@@ -31,6 +30,7 @@ from shop_reco.models import (
     RecoConfigRevision,
     ScoreVersion,
 )
+from shop_reco.queueing import RECOMPUTE, queue_task
 from shop_reco.services import experiments, tuning
 
 # --- tuning ---
@@ -458,19 +458,10 @@ class MerchandisingRuleAdmin(admin.ModelAdmin):
 
 # --- score versions ---
 
-RECOMPUTE_TASK = "shop_reco.tasks.recompute"
-
 
 def enqueue_recompute(family: str) -> Any:
     """Queue the recompute task (eager Celery runs it here and now); returns its AsyncResult."""
-    from celery import current_app
-
-    with contextlib.suppress(ImportError):  # importing the tasks module registers them with the app
-        import shop_reco.tasks  # noqa: F401
-    task = current_app.tasks.get(RECOMPUTE_TASK)
-    if task is not None:
-        return task.delay(family=family)
-    return current_app.send_task(RECOMPUTE_TASK, kwargs={"family": family})
+    return queue_task(RECOMPUTE, family=family)
 
 
 def numeric_metrics(version: ScoreVersion) -> dict[str, float]:

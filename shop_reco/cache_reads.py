@@ -9,13 +9,13 @@ backend (or a Django whose backend looks different) goes through the public API.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from django.core.cache import cache, caches
 
-_reader: tuple[Any, Any, Any] | None = None  # (backend, redis client, serializer)
-_lock = threading.Lock()
+_reader: tuple[Any, Any, Any] | None = (
+    None  # (backend, redis client, serializer); replaced whole, never mutated
+)
 
 
 def _fast_reader() -> tuple[Any, Any] | None:
@@ -29,13 +29,11 @@ def _fast_reader() -> tuple[Any, Any] | None:
     inner = getattr(backend, "_cache", None)
     serializer = getattr(inner, "_serializer", None)
     if type(backend) is not RedisCache or inner is None or serializer is None:
-        with _lock:
-            _reader = (backend, None, None)
+        _reader = (backend, None, None)
         return None
     # redis-py clients are thread-safe, and their pools reconnect after a fork.
     client = inner.get_client(None)
-    with _lock:
-        _reader = (backend, client, serializer)
+    _reader = (backend, client, serializer)
     return client, serializer
 
 

@@ -19,7 +19,7 @@ from shop_reco.adapters import BaseShopAdapter, get_adapter
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event
 from shop_reco.services.lists import _rows, live_version_id
-from shop_reco.tracking.history import cached_history
+from shop_reco.tracking.history import HISTORY_EVENT_TYPES, cached_history
 
 logger = logging.getLogger("shop_reco.recommendations")
 
@@ -270,13 +270,14 @@ def _history_rows(user_id: Any, visitor_id: str, limit: int) -> list[tuple[str, 
         sql = _HISTORY_SQL[shape] = (
             f"SELECT {column['event_type']}, {column['product_key']}, {column['occurred_at']} "
             f"FROM {qn(Event._meta.db_table)} WHERE ({' OR '.join(who)}) "
-            f"AND {column['event_type']} IN (%s, %s) AND NOT ({column['product_key']} = %s) "
+            f"AND {column['event_type']} IN ({', '.join(['%s'] * len(HISTORY_EVENT_TYPES))}) "
+            f"AND NOT ({column['product_key']} = %s) "
             f"ORDER BY {column['occurred_at']} DESC LIMIT %s"
         )
     params: list[Any] = [user_id] if user_id is not None else []
     if visitor_id:
         params.append(visitor_id)
-    params += ["view", "purchase", "", limit]
+    params += [*HISTORY_EVENT_TYPES, "", limit]
     with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -30,10 +30,15 @@ logger = logging.getLogger("shop_reco.storefront")
 
 Rows = list[tuple[str, str, Any]]  # (event type, product key, occurred at), newest first
 
-# The event types a history holds (services.context reads views and purchases).
-HISTORY_EVENT_TYPES = frozenset({"view", "purchase"})
+# The event types a history holds: the history query reads these, so only writes of these make it stale.
+HISTORY_EVENT_TYPES = ("view", "purchase")
 # Visitor and user columns of the buffer's COPY lines of those types (events.ROW_FIELDS: type, visitor, user).
-_SHOPPERS_IN_BATCH = re.compile(rb"^(?:view|purchase)\t([^\t\n]*)\t([^\t\n]*)\t", re.MULTILINE)
+_SHOPPERS_IN_BATCH = re.compile(
+    rb"^(?:"
+    + b"|".join(re.escape(kind.encode()) for kind in HISTORY_EVENT_TYPES)
+    + rb")\t([^\t\n]*)\t([^\t\n]*)\t",
+    re.MULTILINE,
+)
 
 
 def _stamp_key(kind: str, identity: Any) -> str:

@@ -8,8 +8,8 @@ import pytest
 from celery import current_app, shared_task
 from django.urls import reverse
 
-from shop_reco.admin import RECOMPUTE_TASK
 from shop_reco.models import ScoreVersion
+from shop_reco.queueing import RECOMPUTE as RECOMPUTE_TASK
 
 pytestmark = pytest.mark.django_db
 
