@@ -161,10 +161,11 @@ IMPORT_STRINGS = frozenset({"ADAPTER", "CONSENT_CHECK"})
 
 
 class RecoSettings:
-    """Attribute access to ``settings.SHOP_RECO`` merged over ``DEFAULTS``."""
+    """Attribute access to ``settings.SHOP_RECO`` merged over ``DEFAULTS``.
 
-    def __init__(self) -> None:
-        self._cached: dict[str, Any] = {}
+    A setting read once is stored on the instance, so later reads are plain attribute lookups (the storefront
+    reads a few dozen per request); ``reload()`` (on ``setting_changed``) forgets them.
+    """
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -174,23 +175,24 @@ class RecoSettings:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in DEFAULTS:
             raise AttributeError(f"Invalid shop_reco setting: {name!r}")
-        if name in self._cached:
-            return self._cached[name]
         value = self.user_settings.get(name, DEFAULTS[name])
         if name == "EVENT_WEIGHTS":
             # A partial dict overrides only the types it names.
             value = {**DEFAULTS["EVENT_WEIGHTS"], **value}
         if name in IMPORT_STRINGS and isinstance(value, str):
             value = import_setting(name, value)
-        self._cached[name] = value
+        self.__dict__[name] = value
         return value
 
     @property
     def event_types(self) -> tuple[str, ...]:
-        return BUILTIN_EVENT_TYPES + tuple(self.CUSTOM_EVENT_TYPES)
+        types = self.__dict__.get("_event_types")
+        if types is None:
+            types = self.__dict__["_event_types"] = BUILTIN_EVENT_TYPES + tuple(self.CUSTOM_EVENT_TYPES)
+        return types
 
     def reload(self) -> None:
-        self._cached.clear()
+        self.__dict__.clear()
 
 
 def import_setting(name: str, dotted_path: str) -> Any:

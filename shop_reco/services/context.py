@@ -18,7 +18,7 @@ from django.utils import timezone
 from shop_reco.adapters import BaseShopAdapter, get_adapter
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event
-from shop_reco.services.lists import _rows, live_version_id
+from shop_reco.services.lists import _rows, live_version_id, rows_due
 from shop_reco.tracking.history import HISTORY_EVENT_TYPES, cached_history
 
 logger = logging.getLogger("shop_reco.recommendations")
@@ -180,6 +180,8 @@ class RecoContext:
             missing = still
             if not missing:
                 return
+            # This request queries anyway: rows due soon come along (see lists.rows_due).
+            missing += rows_due(now, seconds, set(missing))
         self._load(missing, self.adapter.available_products(), available=True)
         unavailable_anchors = [key for key in anchors if self.products.get(key) is None]
         if unavailable_anchors:

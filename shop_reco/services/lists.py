@@ -102,10 +102,42 @@ _slots = _LRU(5_000)
 
 def clear_caches() -> None:
     """Forget everything this process memoised (tests, and after publishing by hand)."""
+    global _next_refresh_scan
     _lists.clear()
     _memo.clear()
     _rows.clear()
     _slots.clear()
+    _next_refresh_scan = 0.0
+
+
+# A query for lapsed product rows also reloads the cached rows due within this share of their lifetime (at
+# most ROWS_REFRESHED_AHEAD, looked for at most every REFRESH_SCAN_SECONDS): the rows then lapse together and
+# come back in one query, instead of one small query per slot whose rows lapsed, in bursts every
+# PRODUCT_CACHE_SECONDS.
+REFRESH_AHEAD_SHARE = 0.5
+ROWS_REFRESHED_AHEAD = 2000
+REFRESH_SCAN_SECONDS = 0.2
+_next_refresh_scan = 0.0
+
+
+def rows_due(now: float, seconds: float, skip: set[str]) -> list[str]:
+    """Keys of cached rows (available, or known unavailable) that lapse within ``REFRESH_AHEAD_SHARE`` of
+    ``seconds`` from ``now``; empty when another request looked less than REFRESH_SCAN_SECONDS ago."""
+    global _next_refresh_scan
+    if now < _next_refresh_scan:
+        return []
+    _next_refresh_scan = now + REFRESH_SCAN_SECONDS
+    horizon = now + seconds * REFRESH_AHEAD_SHARE
+    with _rows.lock:
+        entries = list(_rows.data.items())
+    due = []
+    for key, (expires, row) in entries:
+        # A row kept for an unavailable anchor is read by another query: left to its own request.
+        if expires <= horizon and key not in skip and (row is None or row.available):
+            due.append(key)
+            if len(due) >= ROWS_REFRESHED_AHEAD:
+                break
+    return due
 
 
 def row_is_cached(key: str, row: Any) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 
 from shop_reco.conf import reco_settings
 from shop_reco.queueing import FLUSH_EVENTS, celery_queues_tasks, queue_task
+from shop_reco.redis_direct import ThreadConnections
 from shop_reco.tracking.events import to_copy_line
 
 logger = logging.getLogger("shop_reco.tracking")
@@ -48,6 +49,8 @@ CONNECT_TIMEOUT = 0.25
 SOCKET_TIMEOUT = 1.0
 
 _clients: dict[str, Any] = {}
+# url -> (client, its per-thread connections for the request's append); follows _clients when that changes.
+_appenders: dict[str, tuple[Any, ThreadConnections]] = {}
 _down_until = 0.0
 
 # Move up to ARGV[1] items from KEYS[1] into the string KEYS[2] (lines joined by newlines, what COPY reads)
@@ -170,7 +173,7 @@ def push(rows: Sequence[dict[str, Any]]) -> bool:
     payloads = [to_copy_line(row) for row in rows]
     try:
         client = get_client(url)
-        length = client.rpush(_key(), *payloads)
+        length = _appender(url, client).call("RPUSH", _key(), *payloads)
     except redis.RedisError:
         _down_until = time.monotonic() + BREAKER_SECONDS
         logger.warning(
@@ -180,6 +183,14 @@ def push(rows: Sequence[dict[str, Any]]) -> bool:
     if length >= reco_settings.EVENT_BUFFER_FLUSH_SIZE:
         _ask_for_flush(client)
     return True
+
+
+def _appender(url: str, client: Any) -> ThreadConnections:
+    """The request threads' own connections for appends: no pool round per request (redis_direct)."""
+    entry = _appenders.get(url)
+    if entry is None or entry[0] is not client:
+        entry = _appenders[url] = (client, ThreadConnections(client))
+    return entry[1]
 
 
 _asked_until = 0.0  # this process asked for a flush lately: no round trip to ask again

@@ -15,12 +15,16 @@ from shop_reco.queueing import FLUSH_EVENTS, UPDATE_SHOPPER
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The broker is configured as a shop configures it, in its Django settings: with Celery 5.6.3,
+# conf.update(broker_url=...) no longer changes what conf.broker_url reads when the app takes CELERY_ settings
+# from Django.
 QUEUE_FROM_A_FRESH_PROCESS = """
 import json, sys
+import tests.settings
+tests.settings.CELERY_BROKER_URL = sys.argv[1]
+tests.settings.CELERY_TASK_ALWAYS_EAGER = False
 import django
 django.setup()
-from celery import current_app
-current_app.conf.update(broker_url=sys.argv[1], task_always_eager=False)
 from shop_reco.queueing import queue_task
 queue_task(sys.argv[2], *json.loads(sys.argv[3]))
 heavy = ("shop_reco.tasks", "shop_reco.pipeline_tasks", "shop_reco.services.recompute", "sklearn")

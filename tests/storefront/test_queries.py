@@ -52,6 +52,34 @@ def test_a_stock_change_shows_once_the_product_cache_lapses(catalogue, monkeypat
     assert catalogue.names(reco.similar_products(k("Kitchen 1"), limit=1).keys) == ["Kitchen 3"]
 
 
+def test_lapsed_product_rows_come_back_together_in_one_query(
+    catalogue, django_assert_num_queries, monkeypatch
+):
+    """When one slot's rows lapse, the rows other slots read come back in the same query, stock changes
+    included: the row cache refreshes in one query per round, not in one per slot."""
+    k = catalogue.key
+    publish_lists(
+        {
+            ("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Kitchen 3"),
+            ("product", k("Garden 1"), "similar"): catalogue.keys("Garden 2", "Toys 1", "Toys 2"),
+        }
+    )
+    reco.similar_products(k("Kitchen 1"), limit=2, context=context_for())
+    garden = reco.similar_products(k("Garden 1"), limit=2, context=context_for())
+    assert catalogue.names(garden.keys) == ["Garden 2", "Toys 1"]
+    catalogue["Toys 1"].stock = 0
+    catalogue["Toys 1"].save()
+    import time
+
+    later = time.monotonic() + 31  # PRODUCT_CACHE_SECONDS is 30
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    with django_assert_num_queries(2):  # the live version (re-read every few seconds), then the products
+        reco.similar_products(k("Kitchen 1"), limit=2, context=context_for())
+    with django_assert_num_queries(0):
+        garden = reco.similar_products(k("Garden 1"), limit=2, context=context_for())
+    assert catalogue.names(garden.keys) == ["Garden 2", "Toys 2"]
+
+
 def test_three_slots_of_one_page_share_products_and_history(catalogue, django_assert_num_queries):
     k = catalogue.key
     publish_lists(
