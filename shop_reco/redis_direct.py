@@ -38,10 +38,3 @@ class ThreadConnections:
             # A half-read reply would answer the next command: start again on a fresh connection.
             connection.disconnect()
             raise
-
-    def close(self) -> None:
-        """Close this thread's connection (the others close when their threads end)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.disconnect()
-            self._local.connection = None

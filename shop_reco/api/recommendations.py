@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.signals import setting_changed
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import path
 from django.utils.cache import patch_vary_headers
@@ -121,14 +120,6 @@ if OpenApiParameter is not None:
 # What the plain path answers (see SlotView.dispatch); anything else goes through DRF.
 _PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
 _PLAIN_AUTHENTICATION = (SessionAuthentication, BasicAuthentication)
-_plain_views: dict[tuple[Any, ...], bool] = {}  # see SlotView._plain_configuration
-
-
-def _forget_plain_views(**kwargs: Any) -> None:
-    _plain_views.clear()  # DRF's or shop_reco's settings changed: check the classes again
-
-
-setting_changed.connect(_forget_plain_views)
 
 
 class SlotView(APIView):
@@ -186,30 +177,13 @@ class SlotView(APIView):
             and "HTTP_AUTHORIZATION" not in meta
             and meta.get("HTTP_ACCEPT", "*/*") in _PLAIN_ACCEPT
             and not (params.get("format") or params.get("user") or params.get("visitor"))
-            and self._plain_configuration()
+            and not self.throttle_classes
+            and self.permission_classes == [ShopperPreviewPermission]
+            and all(cls in _PLAIN_AUTHENTICATION for cls in self.authentication_classes)
+            and bool(self.renderer_classes)
+            and self.renderer_classes[0] is JSONRenderer
+            and product_serializer_class() is AdapterProductSerializer
         )
-
-    def _plain_configuration(self) -> bool:
-        """Whether this view's classes and settings are the defaults the plain path reproduces (per class,
-        until a setting changes)."""
-        classes = (
-            self.throttle_classes,
-            self.permission_classes,
-            self.authentication_classes,
-            self.renderer_classes,
-        )
-        key = (type(self), *map(id, classes))
-        plain = _plain_views.get(key)
-        if plain is None:
-            plain = _plain_views[key] = (
-                not self.throttle_classes
-                and self.permission_classes == [ShopperPreviewPermission]
-                and all(cls in _PLAIN_AUTHENTICATION for cls in self.authentication_classes)
-                and bool(self.renderer_classes)
-                and self.renderer_classes[0] is JSONRenderer
-                and product_serializer_class() is AdapterProductSerializer
-            )
-        return plain
 
     def _answer_plainly(self, request: HttpRequest, kwargs: dict[str, Any]) -> HttpResponse | None:
         """The slot as DRF's JSONRenderer writes it, or None for DRF to answer (a 400 or 404, say)."""
