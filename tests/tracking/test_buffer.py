@@ -13,7 +13,7 @@ from shop_reco.models import Event
 from shop_reco.queueing import FLUSH_EVENTS
 from shop_reco.services.tracking import flush_events, merge_visitor
 from shop_reco.tracking import buffer, record, store, track
-from shop_reco.tracking.events import make_row, to_copy_line
+from shop_reco.tracking.events import from_copy_line, make_row, to_copy_line
 
 pytestmark = pytest.mark.django_db
 KEY = "test:events"
@@ -86,6 +86,32 @@ def test_copy_path_on_postgresql_dedupes_and_drops_erased_users(postgres, custom
     assert store.write_copy_lines([to_copy_line(row).encode() for row in more]) == 49
     assert Event.objects.filter(user=customer).count() == 1
     assert Event.objects.count() == 349
+
+
+AWKWARD_CONTEXT = {
+    "query": 'caf\u00e9 \u2603 "quoted" back\\slash',
+    "lines": "one\ttab\nnew line\r",
+    "keys": ["1", "2"],
+    "nested": {"ratio": 0.25, "ok": True, "none": None},
+}
+
+
+def test_a_context_reaches_postgresql_as_it_was_tracked_through_copy(postgres):
+    row = make_row("search", visitor_id="v", context=AWKWARD_CONTEXT, basket_ref="tab\there")
+    # A context taken back out of a row and tracked again is not confused with the one validated first.
+    again = make_row("search", visitor_id="w", context={**row["context"], "page": 2})
+    assert store.write_copy_lines([to_copy_line(r).encode() for r in (row, again)]) == 2
+    stored = {event.visitor_id: event for event in Event.objects.all()}
+    assert stored["v"].context == AWKWARD_CONTEXT
+    assert stored["v"].basket_ref == "tab\there"
+    assert stored["w"].context == {**AWKWARD_CONTEXT, "page": 2}
+
+
+def test_the_slow_path_reads_back_the_same_row():
+    row = make_row("search", visitor_id="v", context=AWKWARD_CONTEXT, basket_ref="a\\b\nc")
+    back = from_copy_line(to_copy_line(row).encode())
+    assert back == row
+    assert back["context"] == AWKWARD_CONTEXT
 
 
 def test_event_ids_are_indexed_byte_by_byte_on_postgresql(postgres):
