@@ -116,6 +116,11 @@ SHOP_RECO = {
     "ADAPTER": "demo_shop.catalogue.adapter.DemoShopAdapter",
     "PRODUCT_VIEW_URL_NAMES": ("catalogue:product",),
     "EVENT_BUFFER_URL": REDIS_URL,
+    # With the Redis buffer, each web process writes the events of a finished response (impressions, views)
+    # to a local spool file and a thread ships them to Redis in batches (shop_reco.tracking.spool).
+    "EVENT_SPOOL_DIR": (os.environ.get("SHOP_RECO_SPOOL_DIR") or str(PROJECT_DIR / "var" / "spool"))
+    if REDIS_URL
+    else None,
 }
 
 REST_FRAMEWORK = {

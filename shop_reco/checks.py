@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -433,6 +435,7 @@ def check_tracking(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                     id="shop_reco.E030",
                 )
             )
+    messages += _check_spool(user)
     rate = user.get("BEACON_THROTTLE_RATE", DEFAULTS["BEACON_THROTTLE_RATE"])
     if rate is not None and not _valid_rate(rate):
         messages.append(
@@ -455,6 +458,51 @@ def check_tracking(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
                     id="shop_reco.W030",
                 )
             )
+    return messages
+
+
+def _check_spool(user: dict[str, Any]) -> list[CheckMessage]:
+    directory = user.get("EVENT_SPOOL_DIR")
+    if directory is None:
+        return []
+    if not isinstance(directory, str | os.PathLike) or not str(directory):
+        return [
+            Error(
+                'SHOP_RECO["EVENT_SPOOL_DIR"] must be a directory path or None.',
+                hint=f"It is {directory!r}.",
+                id="shop_reco.E032",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    if not user.get("EVENT_BUFFER_URL"):
+        messages.append(
+            Warning(
+                'SHOP_RECO["EVENT_SPOOL_DIR"] is set without EVENT_BUFFER_URL, so nothing is spooled.',
+                hint="The spool ships to the Redis buffer: set EVENT_BUFFER_URL, or EVENT_SPOOL_DIR to None.",
+                id="shop_reco.W031",
+            )
+        )
+    # The directory is made on first use: its nearest existing ancestor must let this user write.
+    existing = Path(directory).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        messages.append(
+            Error(
+                f'SHOP_RECO["EVENT_SPOOL_DIR"] ({directory}) cannot be written by this process.',
+                hint=f"{existing} is not a writable directory.",
+                id="shop_reco.E032",
+            )
+        )
+    seconds = user.get("EVENT_SPOOL_SHIP_SECONDS", DEFAULTS["EVENT_SPOOL_SHIP_SECONDS"])
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 60:
+        messages.append(
+            Error(
+                'SHOP_RECO["EVENT_SPOOL_SHIP_SECONDS"] must be a number of seconds above 0, at most 60.',
+                hint=f"It is {seconds!r}.",
+                id="shop_reco.E032",
+            )
+        )
     return messages
 
 

@@ -101,6 +101,12 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_BUFFER_KEY": "shop_reco:events",
     # Flush the buffer when it holds this many events (and on the periodic task).
     "EVENT_BUFFER_FLUSH_SIZE": 500,
+    # A directory for each web process's spool of the events stored after a response (impressions, views):
+    # one write() per request instead of one Redis append, shipped to the buffer by a thread every
+    # EVENT_SPOOL_SHIP_SECONDS (shop_reco.tracking.spool). Per machine, not shared; needs EVENT_BUFFER_URL.
+    # None appends to Redis in the request.
+    "EVENT_SPOOL_DIR": None,
+    "EVENT_SPOOL_SHIP_SECONDS": 0.2,
     # Flushes that may write the buffer at once, each on its own connection over its own batches (at most 16).
     "EVENT_FLUSH_WORKERS": 2,
     # Beacon endpoint limits.

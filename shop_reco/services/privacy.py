@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from shop_reco.models import Event, ExperimentAssignment, RecommendationList
-from shop_reco.tracking import buffer
+from shop_reco.tracking import buffer, spool
 from shop_reco.tracking.events import ROW_FIELDS
 from shop_reco.tracking.history import forget_histories
 
@@ -116,6 +116,8 @@ def erase_shopper(*, user_id: Any = None, visitor_id: str | None = None) -> Eras
     """
     if buffer.buffer_url():
         try:
+            spool.ship_pending()  # this process's spooled events first (other processes ship theirs within
+            # EVENT_SPOOL_SHIP_SECONDS: see the note in shop_reco.tracking.spool)
             flushed = buffer.flush_all(wait=30.0)  # every slot: no flusher still holds their events
             if flushed.busy:
                 logger.warning("shop_reco erase: the event buffer stayed locked; buffered events may remain")

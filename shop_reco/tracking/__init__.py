@@ -16,7 +16,7 @@ from django.db import DatabaseError, models
 from django.http import HttpRequest
 
 from shop_reco.adapters import get_adapter
-from shop_reco.tracking import buffer, store
+from shop_reco.tracking import buffer, spool, store
 from shop_reco.tracking.events import InvalidEvent, make_row, order_event_id
 from shop_reco.tracking.identity import Visitor, get_visitor
 
@@ -114,7 +114,7 @@ def record_deferred(request: HttpRequest) -> bool:
     if not rows:
         return True
     setattr(request, DEFERRED_ATTR, [])
-    return record(rows, verify_users=False)
+    return spool.append(rows) or record(rows, verify_users=False)
 
 
 def _request_row(

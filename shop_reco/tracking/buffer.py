@@ -185,6 +185,19 @@ def push(rows: Sequence[dict[str, Any]]) -> bool:
     return True
 
 
+def push_lines(lines: Sequence[bytes]) -> None:
+    """Append COPY lines (the spool's) in as few commands as possible; raises when the buffer cannot take them."""
+    url = buffer_url()
+    if not url:
+        raise BufferUnavailable("no EVENT_BUFFER_URL")
+    client = get_client(url)
+    length = 0
+    for start in range(0, len(lines), FLUSH_BATCH):
+        length = client.rpush(_key(), *lines[start : start + FLUSH_BATCH])
+    if length >= reco_settings.EVENT_BUFFER_FLUSH_SIZE:
+        _ask_for_flush(client)
+
+
 def _appender(url: str, client: Any) -> ThreadConnections:
     """The request threads' own connections for appends: no pool round per request (redis_direct)."""
     entry = _appenders.get(url)

@@ -46,3 +46,26 @@ def test_a_buffer_without_the_redis_package(reco):
 
     with mock.patch("builtins.__import__", no_redis):
         assert ids(check_tracking()) == ["shop_reco.E030"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"EVENT_SPOOL_DIR": 42}, ["shop_reco.E032"]),
+        ({"EVENT_SPOOL_DIR": "{tmp}/a-file/spool"}, ["shop_reco.E032"]),  # cannot be made
+        ({"EVENT_SPOOL_SHIP_SECONDS": 0}, ["shop_reco.E032"]),
+        ({"EVENT_SPOOL_SHIP_SECONDS": "often"}, ["shop_reco.E032"]),
+        ({"EVENT_BUFFER_URL": None}, ["shop_reco.W031"]),  # nothing to ship to: nothing is spooled
+        ({}, []),
+    ],
+)
+def test_spool_settings_are_checked(reco, tmp_path, values, expected):
+    reco(EVENT_BUFFER_URL="redis://127.0.0.1:6379/0", EVENT_SPOOL_DIR=str(tmp_path / "new" / "spool"))
+    (tmp_path / "a-file").write_text("")
+    reco(
+        **{
+            name: value.format(tmp=tmp_path) if isinstance(value, str) else value
+            for name, value in values.items()
+        }
+    )
+    assert ids(check_tracking()) == expected
