@@ -1,6 +1,6 @@
 """Load and fault run: the demo shop under gunicorn with its own PostgreSQL, Redis and a Celery worker.
 
-    python -m bench.reliability.run            # about 4 minutes: 150 s of load, four faults
+    python -m bench.reliability.run            # about 4 minutes: 150 s of load, five faults
     python -m bench.reliability.run --short    # about 2.5 minutes (CI): 75 s of load, the same faults,
                                                # report in a temporary file unless --report is given
 
@@ -18,10 +18,14 @@ recompute runs and these faults are injected, each with its expected outcome che
 - the buffer/cache Redis stopped for a while, then restarted: pages keep answering 200, events go to the
   database meanwhile;
 - the broker unreachable for a while: pages keep answering 200, events are accepted;
-- PostgreSQL restarted: beacon events are still accepted (into the buffer), pages recover by themselves.
+- PostgreSQL restarted: beacon events are still accepted (into the buffer), pages recover by themselves;
+- a gunicorn worker SIGKILLed (the OOM killer, a timeout): gunicorn starts another, pages recover, and the
+  events the dead worker had written to its spool but not shipped yet reach the database anyway.
 
 At the end the buffer is flushed and every beacon event answered 202 is looked up by its
-``client_event_id``: none may be missing. The figures go to RELIABILITY.md and bench/reliability/last_run.json.
+``client_event_id``: none may be missing. So is the product view of every product page answered 200 and the
+impression of every recommendation API answer with items (by visitor, slot and keys), except those answered in
+the second before the worker kill, whose events the worker may not have written before it died. The figures go to RELIABILITY.md and bench/reliability/last_run.json.
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ HOST = "127.0.0.1"
 PG_PORT, REDIS_PORT, BROKER_PORT = 5491, 6391, 6392
 DB_NAME = "shop_reco_reliability"
 SETTINGS = "bench.reliability.settings"
+SPOOL_SHIP_SECONDS = (
+    2.0  # bench/reliability/settings.py: long enough that a killed worker leaves lines behind
+)
 PRODUCTS, CATEGORIES, HISTORY_VISITORS = 240, 12, 400
 # Set by CI (.ci/run): a service or fault this run cannot set up fails the run instead of being skipped.
 REQUIRE_SERVICES = os.environ.get("SHOP_RECO_REQUIRE_SERVICES") == "1"
@@ -85,6 +92,7 @@ class Services:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.pg_data = directory / "pg"
+        self.spool_dir = directory / "spool"
         self.own_postgres = False
         self.postgres_note = ""
         self.database_url = ""
@@ -169,6 +177,7 @@ class Services:
             "DATABASE_URL": self.database_url,
             "DATABASE_CONN_MAX_AGE": "60",
             "REDIS_URL": f"redis://{HOST}:{REDIS_PORT}/0",
+            "SHOP_RECO_SPOOL_DIR": str(self.spool_dir),
             "RELIABILITY_BROKER_URL": f"redis://{HOST}:{BROKER_PORT}/0",
             "DJANGO_DEBUG": "0",
             **extra,
@@ -335,6 +344,10 @@ class Load:
     max_requests: int
     samples: list[Sample] = field(default_factory=list)
     accepted_ids: set[str] = field(default_factory=set)
+    # (answered at, visitor id, product key) of product pages answered 200: each must leave a view event.
+    views: list[tuple[float, str, str]] = field(default_factory=list)
+    # (answered at, visitor id, slot, keys) of API answers with items: each must leave a rec_impression.
+    impressions: list[tuple[float, str, str, tuple[str, ...]]] = field(default_factory=list)
     refused_batches: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests_made: int = 0
@@ -359,7 +372,7 @@ def shopper(load: Load, seed_value: int) -> None:
         session.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) reliability-run Firefox/128.0"
         viewed: list[str] = [rng.choice(load.keys)]
         # The landing page: a product page, whose add-to-cart form sets the CSRF cookie like a browser gets it.
-        call(load, session, "product", "GET", f"/product/{viewed[0]}/")
+        expect_view(load, session, viewed[0], call(load, session, "product", "GET", f"/product/{viewed[0]}/"))
         for _ in range(rng.randint(6, 14)):
             if not load.budget_left():
                 break
@@ -371,14 +384,18 @@ def shopper(load: Load, seed_value: int) -> None:
             elif roll < 0.47:
                 key = rng.choice(load.keys)
                 viewed.append(key)
-                call(load, session, "product", "GET", f"/product/{key}/")
+                expect_view(load, session, key, call(load, session, "product", "GET", f"/product/{key}/"))
             elif roll < 0.55:
                 call(load, session, "search", "GET", "/search/", params={"q": rng.choice(words)})
             elif roll < 0.65:
                 key = rng.choice(viewed or load.keys)
-                call(load, session, "api_similar", "GET", f"/reco/api/similar/{key}/")
+                expect_impression(
+                    load, session, call(load, session, "api_similar", "GET", f"/reco/api/similar/{key}/")
+                )
             elif roll < 0.70:
-                call(load, session, "api_for_you", "GET", "/reco/api/for-you/")
+                expect_impression(
+                    load, session, call(load, session, "api_for_you", "GET", "/reco/api/for-you/")
+                )
             elif roll < 0.80:
                 beacon(load, session, rng, viewed)
             elif roll < 0.92:
@@ -408,6 +425,27 @@ def call(load: Load, session: Any, endpoint: str, method: str, path: str, **kwar
         return None
     load.record(endpoint, response.status_code, started)
     return response
+
+
+def visitor_of(session: Any) -> str:
+    """The visitor id in the session's signed cookie ("id:timestamp:signature"), as the server set it."""
+    return (session.cookies.get("shop_reco_vid") or "").split(":")[0]
+
+
+def expect_view(load: Load, session: Any, key: str, response: Any) -> None:
+    if response is not None and response.status_code == 200 and visitor_of(session):
+        with load.lock:
+            load.views.append((time.monotonic(), visitor_of(session), key))
+
+
+def expect_impression(load: Load, session: Any, response: Any) -> None:
+    if response is None or response.status_code != 200 or not visitor_of(session):
+        return
+    answer = response.json()
+    if answer.get("items"):
+        keys = tuple(item["key"] for item in answer["items"])
+        with load.lock:
+            load.impressions.append((time.monotonic(), visitor_of(session), answer["slot"], keys))
 
 
 def beacon(load: Load, session: Any, rng: random.Random, viewed: list[str]) -> None:
@@ -470,11 +508,14 @@ def api_version(services: Services, key: str) -> Any:
 def run_faults(
     services: Services, load: Load, short: bool, results: list[Fault], start: float, v1: int
 ) -> None:
-    """The four faults one after the other, at fixed offsets into the load; a fault that raises fails alone."""
+    """The five faults one after the other, at fixed offsets into the load; a fault that raises fails alone."""
     scale = 0.5 if short else 1.0
     steps = [
         (6, Fault("Celery worker killed mid-recompute",
                   "previous version keeps serving; the recompute finishes on a new worker"), kill_worker),
+        (20, Fault("gunicorn worker killed (SIGKILL) under load",
+                   "gunicorn starts another; pages recover; the dead worker's spooled events are stored"),
+         kill_web_worker),
         (40, Fault("Redis (event buffer, cache) stopped and restarted",
                    "pages 200; beacon keeps accepting (events go to the database meanwhile)"), stop_redis),
         (60, Fault("Celery broker unreachable", "pages 200; beacon keeps accepting"), stop_broker),
@@ -534,6 +575,37 @@ def kill_worker(services: Services, load: Load, fault: Fault, scale: float, v1: 
     fault.checks["pages answered 200 meanwhile"] = pages_ok(load, fault.started, fault)
 
 
+def kill_web_worker(services: Services, load: Load, fault: Fault, scale: float, v1: int) -> None:
+    """SIGKILL one gunicorn worker mid-load. Its spool (shipped every EVENT_SPOOL_SHIP_SECONDS, 2 s here) holds
+    lines it had not shipped yet; a live worker's scan ships them. The end of the run checks none is missing."""
+    import psutil
+
+    master = psutil.Process(services.gunicorn.pid)
+    workers = master.children()
+    victim = workers[0]
+    spooled = sum(
+        path.stat().st_size for path in services.spool_dir.rglob(f"{victim.pid}-*.spool") if path.exists()
+    )
+    victim.kill()
+    victim.wait(10)
+    fault.notes.append(f"killed worker {victim.pid}, whose spool file held {spooled} bytes")
+    wait_until(
+        lambda: len([c for c in master.children() if c.pid != victim.pid]) == len(workers),
+        60,
+        "gunicorn to replace the worker",
+    )
+    orphans = list(services.spool_dir.rglob(f"{victim.pid}-*.spool"))
+    fault.checks["the dead worker left a spool"] = bool(orphans)
+    wait_until(
+        lambda: not any(path.exists() for path in orphans), 40, "the dead worker's spool to be shipped"
+    )
+    fault.checks["which a live worker shipped"] = True
+    fault.ended = time.monotonic()
+    time.sleep(3)
+    after = page_statuses(load, fault.ended, time.monotonic())
+    fault.checks["pages answer 200 after the restart"] = bool(after) and set(after) <= {200, 302}
+
+
 def probe_beacons(load: Load, seconds: float) -> None:
     """Send beacon batches through the outage on a session of their own, so the check never depends on the
     random load having sent one in the window (on a slow machine it may not)."""
@@ -590,6 +662,50 @@ def restart_postgres(services: Services, load: Load, fault: Fault, scale: float,
 
 
 # --- report ---
+
+
+def missing_page_events(load: Load, kills: list[float]) -> dict[str, dict[str, int]]:
+    """Views of product pages and impressions of API answers the shop answered, against the events stored.
+
+    Answers received in the second before a worker kill are left out: the worker sends the answer, then writes
+    its events, and may have died in between (an event is accepted once written, see shop_reco.tracking.spool).
+    """
+    from collections import Counter
+
+    from shop_reco.models import Event
+
+    def near_kill(at: float) -> bool:
+        return any(kill - 1.0 <= at <= kill + 0.5 for kill in kills)
+
+    visitors = {visitor for _, visitor, _ in load.views} | {visitor for _, visitor, _, _ in load.impressions}
+    stored_views: Counter = Counter()
+    stored_impressions: Counter = Counter()
+    visitor_list = sorted(visitors)
+    for start in range(0, len(visitor_list), 2000):
+        events = Event.objects.filter(
+            visitor_id__in=visitor_list[start : start + 2000], event_type__in=("view", "rec_impression")
+        ).values_list("event_type", "visitor_id", "product_key", "slot", "context")
+        for event_type, visitor, product_key, slot, context in events:
+            if event_type == "view":
+                stored_views[(visitor, product_key)] += 1
+            else:
+                stored_impressions[(visitor, slot, tuple((context or {}).get("keys") or ()))] += 1
+    result = {}
+    for kind, answers, stored in (
+        ("view", [(at, (visitor, key)) for at, visitor, key in load.views], stored_views),
+        (
+            "rec_impression",
+            [(at, (v, slot, keys)) for at, v, slot, keys in load.impressions],
+            stored_impressions,
+        ),
+    ):
+        expected = Counter(what for at, what in answers if not near_kill(at))
+        result[kind] = {
+            "expected": sum(expected.values()),
+            "missing": sum((expected - stored).values()),
+            "in_kill_window": sum(1 for at, _ in answers if near_kill(at)),
+        }
+    return result
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -668,6 +784,16 @@ def write_report(result: dict[str, Any], path: Path) -> None:
         "| ---: | ---: | ---: |",
         f"| {events['accepted']} | {events['stored']} | **{events['lost']}** |",
         "",
+        "The events a page records after its answer, against the pages answered 200 (answers in the second before",
+        "the worker kill are not counted: the worker may have died between sending one and writing its events):",
+        "",
+        "| event | expected | missing | left out (kill window) |",
+        "| --- | ---: | ---: | ---: |",
+        *(
+            f"| {kind} | {row['expected']} | **{row['missing']}** | {row['in_kill_window']} |"
+            for kind, row in result["page_events"].items()
+        ),
+        "",
         "## Faults survived",
         "",
         "| fault | expected | checks | result |",
@@ -685,7 +811,7 @@ def write_report(result: dict[str, Any], path: Path) -> None:
         lines.append(f"| {fault['name']} | {fault['expected']} | {checks} | {outcome} |")
     lines += [
         "",
-        "Page errors (5xx or no answer within 10 s) outside the PostgreSQL restart window: "
+        "Page errors (5xx or no answer within 10 s) outside the PostgreSQL restart and worker kill windows: "
         + (
             ", ".join(
                 f"{endpoint} {status or 'timeout'} at {at} s"
@@ -815,7 +941,8 @@ def main() -> int:
             + ", ".join(f"{f.name}: {f.passed}" for f in faults)
         )
 
-        # Everything back: a final flush, then every accepted event must be in the database.
+        # Everything back: the spools shipped, a final flush, then every accepted event must be in the database.
+        time.sleep(SPOOL_SHIP_SECONDS + 1)
         from django.core.management import call_command
         from django.db import connection
 
@@ -832,11 +959,17 @@ def main() -> int:
         stored = 0
         for start in range(0, len(ids), 5000):
             stored += Event.objects.filter(client_event_id__in=ids[start : start + 5000]).count()
+        kills = [f.started for f in faults if f.name.startswith("gunicorn worker")]
+        page_events = missing_page_events(load, kills)
         versions = published_versions()
         final = api_version(services, data["keys"][0])
         endpoints = summarise(load, load_seconds)
         # Page errors outside the PostgreSQL restart window (restart plus 5 s), where none is expected.
-        outage = [(f.started, f.ended + 5) for f in faults if f.name.startswith("PostgreSQL") and f.ended]
+        outage = [
+            (f.started, f.ended + 5)
+            for f in faults
+            if f.name.startswith(("PostgreSQL", "gunicorn worker")) and f.ended
+        ]
         # A request in flight when PostgreSQL went down counts as in the window too (it overlaps it).
         stray = [
             (round(s.at - load_start, 1), s.endpoint, s.status)
@@ -853,6 +986,7 @@ def main() -> int:
             "endpoints": endpoints,
             "events": {"accepted": len(ids), "stored": stored, "lost": len(ids) - stored,
                        "refused_batches": load.refused_batches},
+            "page_events": page_events,
             "faults": [{**f.__dict__, "passed": f.passed} for f in faults],
             "stray_page_errors": stray,
             "versions": f"v{v1} before the load; published now: {', '.join(f'v{v}' for v in versions)}; "
@@ -867,10 +1001,13 @@ def main() -> int:
             failures += [f"{f['name']} skipped ({f['skipped']})" for f in result["faults"] if f["skipped"]]
         if len(ids) != stored:
             failures.append(f"{len(ids) - stored} accepted event(s) lost")
+        for kind, row in page_events.items():
+            if row["missing"]:
+                failures.append(f"{row['missing']} {kind} event(s) of pages answered 200 lost")
         if final != versions[-1]:
             failures.append("the newest version is not the one served")
         if stray:
-            failures.append(f"{len(stray)} page error(s) outside the PostgreSQL restart")
+            failures.append(f"{len(stray)} page error(s) outside the PostgreSQL restart and the worker kill")
         result["passed"] = not failures
         result["failures"] = failures
         write_report(result, args.report)
@@ -881,6 +1018,9 @@ def main() -> int:
         )
         last_run.write_text(json.dumps(result, indent=2, default=str))
         log(f"events accepted {len(ids)}, stored {stored}, lost {len(ids) - stored}")
+        for kind, row in page_events.items():
+            log(f"{kind} events expected {row['expected']}, missing {row['missing']} "
+                f"({row['in_kill_window']} answered in the second before the worker kill, not counted)")  # fmt: skip
         log(f"{'PASSED' if not failures else 'FAILED: ' + '; '.join(failures)} in {result['wall_seconds']} s; "
             f"report: {args.report}")  # fmt: skip
         return 0 if not failures else 1

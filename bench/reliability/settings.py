@@ -27,6 +27,8 @@ SHOP_RECO = {
     "BEACON_THROTTLE_RATE": "100000/min",
     "EVENT_BUFFER_FLUSH_SIZE": 200,
     "RECOMPUTE_SHARDS": 4,
+    # Ship the spool rarely, so the worker the run kills surely dies with lines it had not shipped.
+    "EVENT_SPOOL_SHIP_SECONDS": 2.0,
 }
 LOGGING = {
     "version": 1,

@@ -63,6 +63,7 @@ class Spool:
     def __init__(self, directory: Path, ship_lines: Callable[[Sequence[bytes]], None]) -> None:
         self.directory = directory
         self.pid = os.getpid()
+        self.where: tuple[str, str, str] | None = None  # the settings it was made for (current_spool)
         self._ship_lines = ship_lines
         self._write_lock = threading.Lock()
         self._ship_lock = threading.Lock()
@@ -244,23 +245,36 @@ def append(rows: Sequence[dict[str, Any]]) -> bool:
 def spool_directory() -> Path:
     """``EVENT_SPOOL_DIR``/<buffer>: a shop's spools apart from another's that shares the directory, so an
     orphan is shipped to the buffer its events were meant for."""
-    buffer = f"{reco_settings.EVENT_BUFFER_URL}|{reco_settings.EVENT_BUFFER_KEY}"
-    return Path(reco_settings.EVENT_SPOOL_DIR) / hashlib.sha256(buffer.encode()).hexdigest()[:16]
+    return _directory_for(_where())
+
+
+def _where() -> tuple[str, str, str]:
+    return (
+        str(reco_settings.EVENT_SPOOL_DIR),
+        str(reco_settings.EVENT_BUFFER_URL),
+        reco_settings.EVENT_BUFFER_KEY,
+    )
+
+
+def _directory_for(where: tuple[str, str, str]) -> Path:
+    root, url, key = where
+    return Path(root) / hashlib.sha256(f"{url}|{key}".encode()).hexdigest()[:16]
 
 
 def current_spool() -> Spool:
     """This process's spool in :func:`spool_directory`, its shipping thread started on first use."""
     global _spool
-    directory = spool_directory()
+    where = _where()  # compared as given: the path and its hash are worked out only when it changes
     spool = _spool
-    if spool is not None and spool.pid == os.getpid() and spool.directory == directory:
+    if spool is not None and spool.pid == os.getpid() and spool.where == where:
         return spool
     with _spool_lock:
         spool = _spool
-        if spool is None or spool.pid != os.getpid() or spool.directory != directory:
+        if spool is None or spool.pid != os.getpid() or spool.where != where:
             if spool is not None and spool.pid == os.getpid():
                 spool.close()  # the setting changed
-            spool = Spool(directory, ship_lines)
+            spool = Spool(_directory_for(where), ship_lines)
+            spool.where = where
             spool.start(float(reco_settings.EVENT_SPOOL_SHIP_SECONDS))
             _spool = spool
     return spool
