@@ -227,6 +227,18 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
     return found
 
 
+def lists_still_held(version_id: int | None, specs: Sequence[ListSpec], lists: Sequence[StoredList]) -> bool:
+    """Whether this process still holds, unexpired, the very ``lists`` for ``specs`` (a slot memo's check on
+    every request): plain reads, without the LRU's lock and reordering. False means "ask load_lists"."""
+    now = time.monotonic()
+    data = _lists.data
+    for spec, stored in zip(specs, lists, strict=True):
+        hit = data.get((version_id, spec))  # one dict read: atomic under the GIL
+        if hit is None or hit[1] is not stored or hit[0] <= now:
+            return False
+    return True
+
+
 def _unchanged(previous: StoredList | None, stored: StoredList) -> StoredList:
     """The copy this process had when the list is unchanged: slot memos that read it stay valid (they
     compare lists by identity), and no new objects pile up for the garbage collector."""

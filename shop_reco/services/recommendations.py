@@ -55,6 +55,7 @@ from shop_reco.services.lists import (
     _memo_put,
     _slots,
     cached_row_expiry,
+    lists_still_held,
     load_lists,
     row_is_cached,
 )
@@ -407,7 +408,7 @@ class SlotMemo:
         """This memo, or a copy holding the reloaded rows when they are unchanged; None when it is stale."""
         if not self.offered.isdisjoint(shoppers):
             return None
-        if self.specs:
+        if self.specs and not lists_still_held(context.version_id, self.specs, self.lists):
             current = load_lists(context.version_id, self.specs)
             if any(
                 current.get(spec) is not stored for spec, stored in zip(self.specs, self.lists, strict=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -49,8 +49,11 @@ class InvalidEvent(ValueError):
 
 
 def new_event_id() -> str:
-    """Server-side id for an event that came without one, so a re-delivered batch is stored once."""
-    return uuid.uuid4().hex
+    """Server-side id for an event that came without one, so a re-delivered batch is stored once.
+
+    128 random bits as 32 hex digits, the shape of ``uuid4().hex`` without building a UUID object (a few
+    microseconds on every impression)."""
+    return os.urandom(16).hex()
 
 
 def order_event_id(order_ref: str, product_key: str) -> str:
