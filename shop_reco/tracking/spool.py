@@ -195,9 +195,11 @@ class Spool:
         os.close(fd)
 
     def forget(self) -> None:
-        """In a forked child: drop the parent's descriptor (its lock stays the parent's) without shipping."""
-        with self._write_lock:
-            fd, self._fd = self._fd, -1
+        """In a forked child: drop the parent's descriptor (its flock stays the parent's) without shipping.
+
+        No lock is taken: the child runs one thread, and a lock a parent's thread held at the fork stays held
+        in the child forever."""
+        fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
 
@@ -298,7 +300,8 @@ def close() -> None:
 
 
 def _forget_after_fork() -> None:
-    global _spool
+    global _spool, _spool_lock
+    _spool_lock = threading.Lock()  # the parent's may have been held by another thread at the fork
     spool, _spool = _spool, None
     if spool is not None:
         spool.forget()

@@ -157,3 +157,28 @@ def test_lines_shipped_twice_are_stored_once(spooled, buffered):
     spool.ship_lines([to_copy_line(row).encode()])
     assert flush_events().delivered == 2
     assert Event.objects.count() == 1
+
+
+def test_a_forked_child_opens_its_own_spool_and_leaves_the_parents_alone(spooled):
+    parent = spool.current_spool()
+    assert parent.append(["parent-line"])
+    with parent._write_lock:  # held by a parent thread at the fork: the child must not wait for it
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status only
+            try:
+                child = spool.current_spool()
+                ok = child is not parent and child.pid == os.getpid() and child.append(["child-line"])
+                child.close()  # ships the child's line to the buffer
+            except BaseException:
+                ok = False
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:  # a child stuck on a lock it inherited held
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert parent.path.exists() and parent.path.read_bytes() == b"parent-line\n"
+    assert parent.append(["after-fork"])  # the parent's descriptor is still open
