@@ -474,6 +474,16 @@ def _check_spool(user: dict[str, Any]) -> list[CheckMessage]:
             )
         ]
     messages: list[CheckMessage] = []
+    from shop_reco.tracking import spool
+
+    if spool.fcntl is None:
+        messages.append(
+            Warning(
+                'SHOP_RECO["EVENT_SPOOL_DIR"] is set, but this platform has no flock(): nothing is spooled.',
+                hint="Events take the Redis append instead; set EVENT_SPOOL_DIR to None to silence this.",
+                id="shop_reco.W031",
+            )
+        )
     if not user.get("EVENT_BUFFER_URL"):
         messages.append(
             Warning(

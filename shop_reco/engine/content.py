@@ -92,7 +92,10 @@ def centred_cosine(P: np.ndarray, F: sp.csr_matrix) -> np.ndarray:
     """Design notes' centred cosine of profile rows against item rows, means over all features.
 
     ``sum_k (u_k - mean(u)) (i_k - mean(i)) / (|u - mean(u)| |i - mean(i)|)``, computed without
-    densifying ``F``: ``u . i - D mean(u) mean(i)`` over norms ``|u|^2 - D mean(u)^2``.
+    densifying ``F``. The profiles are dense, so they are centred outright; then the dot with an uncentred
+    item row is already the centred dot (the centred profile sums to zero). Item norms add the squared
+    deviations of the stored entries and ``mean(i)^2`` for each implicit zero: sums of non-negative terms, so
+    near-constant rows lose no precision (``|i|^2 - D mean(i)^2`` cancels to noise on them).
 
     Parameters
     ----------
@@ -106,11 +109,18 @@ def centred_cosine(P: np.ndarray, F: sp.csr_matrix) -> np.ndarray:
     D = F.shape[1]
     P = np.asarray(P, dtype=np.float64)
     Fd = sp.csr_matrix(F, dtype=np.float64)
-    mu_p = P.mean(axis=1)
+    if not Fd.has_canonical_format:  # duplicates would count twice as stored entries below
+        Fd = Fd.copy()  # never reorder the caller's arrays, which a same-dtype conversion shares
+        Fd.sum_duplicates()
+    stored = np.diff(Fd.indptr)
     mu_f = np.asarray(Fd.sum(axis=1)).ravel() / max(D, 1)
-    dots = np.asarray((Fd @ P.T).T) - D * mu_p[:, None] * mu_f[None, :]
-    np_ = np.sqrt(np.maximum((P**2).sum(axis=1) - D * mu_p**2, 0))
-    nf = np.sqrt(np.maximum(np.asarray(Fd.multiply(Fd).sum(axis=1)).ravel() - D * mu_f**2, 0))
+    centred = P - P.mean(axis=1, keepdims=True)
+    # The last term only takes back what rounding left in the centred rows' sums (zero in exact arithmetic).
+    dots = np.asarray((Fd @ centred.T).T) - centred.sum(axis=1)[:, None] * mu_f[None, :]
+    np_ = np.sqrt((centred**2).sum(axis=1))
+    deviations = Fd.data - np.repeat(mu_f, stored)
+    rows = np.repeat(np.arange(Fd.shape[0]), stored)
+    nf = np.sqrt(np.bincount(rows, weights=deviations**2, minlength=Fd.shape[0]) + (D - stored) * mu_f**2)
     den = np_[:, None] * nf[None, :]
     return np.divide(dots, den, out=np.zeros_like(dots), where=den > 0)
 

@@ -25,7 +25,6 @@ caller stores the events the usual way.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import hashlib
 import logging
 import os
@@ -38,6 +37,11 @@ from typing import Any
 
 from shop_reco.conf import reco_settings
 from shop_reco.tracking.events import to_copy_line
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no spool (events take the Redis append as without the setting)
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("shop_reco.tracking")
 
@@ -229,7 +233,7 @@ _spool_lock = threading.Lock()
 
 
 def spooling() -> bool:
-    return bool(reco_settings.EVENT_SPOOL_DIR) and bool(reco_settings.EVENT_BUFFER_URL)
+    return fcntl is not None and bool(reco_settings.EVENT_SPOOL_DIR) and bool(reco_settings.EVENT_BUFFER_URL)
 
 
 def append(rows: Sequence[dict[str, Any]]) -> bool:

@@ -250,3 +250,28 @@ def test_item_knn_dense_and_sparse_paths_agree_with_brute_force(D, K, block):
         # chosen too, unless it is the item itself.
         for c in chosen[chosen >= m]:
             assert c - m in chosen or c - m == i
+
+
+def dense_centred_cosine(P: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """The formula as written: centre, then cosine (stable: no large terms cancel)."""
+    a = P - P.mean(axis=1, keepdims=True)
+    b = D - D.mean(axis=1, keepdims=True)
+    den = np.sqrt((a**2).sum(axis=1))[:, None] * np.sqrt((b**2).sum(axis=1))[None, :]
+    return np.divide(a @ b.T, den, out=np.zeros_like(den), where=den > 0)
+
+
+def test_centred_cosine_keeps_its_precision_on_near_constant_rows():
+    # Profiles and items whose spread is a millionth of their level: |u|^2 - D mean(u)^2 would cancel to noise.
+    rng = np.random.default_rng(3)
+    P = 0.5 + 1e-6 * rng.random((4, 6))
+    D = np.where(rng.random((5, 6)) < 0.9, 3.0 + 1e-6 * rng.random((5, 6)), 0.0)
+    D[0] = 7.0 + 1e-6 * rng.random(6)  # fully stored, nearly constant
+    np.testing.assert_allclose(centred_cosine(P, sp.csr_matrix(D)), dense_centred_cosine(P, D), atol=1e-9)
+
+
+def test_centred_cosine_sums_duplicate_entries_and_leaves_the_callers_matrix_alone():
+    F = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([0, 0, 1]), np.array([0, 3])), shape=(1, 3))
+    data, indices = F.data.copy(), F.indices.copy()
+    P = np.array([[0.2, 0.9, 0.1]])
+    np.testing.assert_allclose(centred_cosine(P, F), dense_centred_cosine(P, F.toarray()), atol=1e-12)
+    assert np.array_equal(F.data, data) and np.array_equal(F.indices, indices)

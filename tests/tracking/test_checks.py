@@ -69,3 +69,12 @@ def test_spool_settings_are_checked(reco, tmp_path, values, expected):
         }
     )
     assert ids(check_tracking()) == expected
+
+
+def test_a_spool_on_a_platform_without_flock_is_reported_and_off(reco, tmp_path, monkeypatch):
+    from shop_reco.tracking import spool
+
+    reco(EVENT_BUFFER_URL="redis://127.0.0.1:6379/0", EVENT_SPOOL_DIR=str(tmp_path))
+    monkeypatch.setattr(spool, "fcntl", None)
+    assert ids(check_tracking()) == ["shop_reco.W031"]
+    assert not spool.spooling()
