@@ -155,6 +155,7 @@ _POSITIVE_NUMBERS = (
     "VISITOR_COOKIE_AGE_DAYS",
     "EVENT_BUFFER_FLUSH_SIZE",
     "EVENT_FLUSH_WORKERS",
+    "EVENT_SPOOL_SHIP_SECONDS",
     "BEACON_MAX_EVENTS",
     "BEACON_MAX_BYTES",
     "EVENT_CONTEXT_MAX_BYTES",
@@ -501,15 +502,6 @@ def _check_spool(user: dict[str, Any]) -> list[CheckMessage]:
             Error(
                 f'SHOP_RECO["EVENT_SPOOL_DIR"] ({directory}) cannot be written by this process.',
                 hint=f"{existing} is not a writable directory.",
-                id="shop_reco.E032",
-            )
-        )
-    seconds = user.get("EVENT_SPOOL_SHIP_SECONDS", DEFAULTS["EVENT_SPOOL_SHIP_SECONDS"])
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= 60:
-        messages.append(
-            Error(
-                'SHOP_RECO["EVENT_SPOOL_SHIP_SECONDS"] must be a number of seconds above 0, at most 60.',
-                hint=f"It is {seconds!r}.",
                 id="shop_reco.E032",
             )
         )

@@ -34,6 +34,8 @@ def test_demo_configuration_is_clean():
         ({**GOOD, "RETENTION_DAYS": "forever"}, ["shop_reco.E009"]),
         ({**GOOD, "BOT_USER_AGENT_PATTERNS": "bot"}, ["shop_reco.E009"]),
         ({**GOOD, "EVENT_BUFFER_URL": "localhost:6379"}, ["shop_reco.E009"]),
+        ({**GOOD, "EVENT_SPOOL_SHIP_SECONDS": 0}, ["shop_reco.E009"]),
+        ({**GOOD, "EVENT_SPOOL_SHIP_SECONDS": "often"}, ["shop_reco.E009"]),
         ({**GOOD, "PRODUCT_MODLE": "catalogue.Product"}, ["shop_reco.W001"]),
     ],
 )

@@ -192,17 +192,11 @@ class EncodedContext(dict):
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
-def context_problem(context: Any) -> str:
-    """Why a context cannot be stored, or "" when it can: a small JSON object, no NUL characters."""
-    return _checked_context(context)[0]
-
-
 def _checked_context(context: Any) -> tuple[str, str]:
-    """(problem or "", the context's compact JSON text when it has no problem)."""
+    """(why the context cannot be stored or "", its compact JSON text when it can): a small JSON object, no NUL
+    characters."""
     if not isinstance(context, dict):
         return "A JSON object is required.", ""
-    if isinstance(context, EncodedContext):
-        return "", context.json  # checked when it was made
     try:
         text = _COMPACT_JSON.encode(context)
     except (TypeError, ValueError):

@@ -64,10 +64,15 @@ def _split(data: bytes) -> list[bytes]:
 class Spool:
     """One process's spool file: :meth:`append` from request threads, :meth:`ship` from the shipping thread."""
 
-    def __init__(self, directory: Path, ship_lines: Callable[[Sequence[bytes]], None]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        ship_lines: Callable[[Sequence[bytes]], None],
+        where: tuple[str, str, str] | None = None,
+    ) -> None:
         self.directory = directory
         self.pid = os.getpid()
-        self.where: tuple[str, str, str] | None = None  # the settings it was made for (current_spool)
+        self.where = where  # the settings it was made for (see current_spool)
         self._ship_lines = ship_lines
         self._write_lock = threading.Lock()
         self._ship_lock = threading.Lock()
@@ -279,8 +284,7 @@ def current_spool() -> Spool:
         if spool is None or spool.pid != os.getpid() or spool.where != where:
             if spool is not None and spool.pid == os.getpid():
                 spool.close()  # the setting changed
-            spool = Spool(_directory_for(where), ship_lines)
-            spool.where = where
+            spool = Spool(_directory_for(where), ship_lines, where)
             spool.start(float(reco_settings.EVENT_SPOOL_SHIP_SECONDS))
             _spool = spool
     return spool

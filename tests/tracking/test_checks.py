@@ -53,8 +53,6 @@ def test_a_buffer_without_the_redis_package(reco):
     [
         ({"EVENT_SPOOL_DIR": 42}, ["shop_reco.E032"]),
         ({"EVENT_SPOOL_DIR": "{tmp}/a-file/spool"}, ["shop_reco.E032"]),  # cannot be made
-        ({"EVENT_SPOOL_SHIP_SECONDS": 0}, ["shop_reco.E032"]),
-        ({"EVENT_SPOOL_SHIP_SECONDS": "often"}, ["shop_reco.E032"]),
         ({"EVENT_BUFFER_URL": None}, ["shop_reco.W031"]),  # nothing to ship to: nothing is spooled
         ({}, []),
     ],
