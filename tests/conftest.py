@@ -39,4 +39,7 @@ def _empty_django_cache() -> None:
     shoppers (the same ids recur) must not reach the next test's database."""
     from django.core.cache import cache
 
+    from shop_reco.tracking.history import clear_local_histories
+
     cache.clear()
+    clear_local_histories()

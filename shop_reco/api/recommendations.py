@@ -13,7 +13,6 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import path
-from django.utils.cache import patch_vary_headers
 from rest_framework import serializers
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.exceptions import ValidationError
@@ -120,6 +119,7 @@ if OpenApiParameter is not None:
 # What the plain path answers (see SlotView.dispatch); anything else goes through DRF.
 _PLAIN_ACCEPT = frozenset({"", "*/*", "application/json"})
 _PLAIN_AUTHENTICATION = (SessionAuthentication, BasicAuthentication)
+_ALLOW_HEADERS: dict[type, str] = {}
 
 
 class SlotView(APIView):
@@ -208,9 +208,17 @@ class SlotView(APIView):
                 if memo is not None:
                     memo.rendered[self.slot] = body
         response = HttpResponse(body, content_type="application/json")
-        response["Allow"] = ", ".join(self.allowed_methods)
-        patch_vary_headers(response, ("Accept",))
+        # What DRF's finalize_response adds; the response is new, so it has no Vary to merge with yet.
+        response.headers["Allow"] = self._allow_header()
+        response.headers["Vary"] = "Accept"
         return response
+
+    def _allow_header(self) -> str:
+        # The same for every instance of a view class once set up (setup() adds HEAD): worked out once.
+        allow = _ALLOW_HEADERS.get(type(self))
+        if allow is None:
+            allow = _ALLOW_HEADERS[type(self)] = ", ".join(self.allowed_methods)
+        return allow
 
     def get(self, request: Request, **kwargs: Any) -> Response:
         return Response(self.slot_data(request, **kwargs))

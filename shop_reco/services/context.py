@@ -26,6 +26,27 @@ logger = logging.getLogger("shop_reco.recommendations")
 REQUEST_ATTR = "_shop_reco_context"
 
 
+# id of a history's rows -> (those rows, their History)
+_histories: dict[int, tuple[Any, History]] = {}
+
+# (what, id of a configuration dict) -> (that dict, the value worked out from it)
+_per_config: dict[tuple[Any, int], tuple[dict[str, Any], Any]] = {}
+
+
+def per_config(config: dict[str, Any], what: Any, build: Any) -> Any:
+    """``build()``, once per configuration object: the tuning service shares one read-only dict until it
+    reloads, so values derived from it (a slot's options, its blend weights) are shared and read-only too."""
+    key = (what, id(config))
+    hit = _per_config.get(key)
+    if hit is not None and hit[0] is config:  # the same object, not a new one at a reused address
+        return hit[1]
+    value = build()
+    if len(_per_config) > 512:  # configurations built per call (the settings-only fallback) come and go
+        _per_config.clear()
+    _per_config[key] = (config, value)
+    return value
+
+
 @dataclass(frozen=True)
 class ProductRow:
     product: Any
@@ -38,7 +59,10 @@ class ProductRow:
 
 @dataclass
 class History:
-    """The shopper's latest views and purchases, newest first, from one indexed query."""
+    """The shopper's latest views and purchases, newest first, from one indexed query.
+
+    Read-only: the History of an unchanged cached history is shared by every request that reads it.
+    """
 
     recent_views: list[str] = field(default_factory=list)
     purchase_counts: Counter[str] = field(default_factory=Counter)
@@ -103,12 +127,16 @@ class RecoContext:
         """The slot's options: built-in, then ``SHOP_RECO["SLOTS"]``, then the effective configuration."""
         options = self._slot_options.get(slot)
         if options is None:
-            from shop_reco.services.recommendations import slot_options
+            config = self.config
 
-            options = slot_options(slot)
-            tuned = (self.config.get("SLOTS") or {}).get(slot) or {}
-            options.update(tuned)
-            self._slot_options[slot] = options
+            def build() -> dict[str, Any]:
+                from shop_reco.services.recommendations import slot_options
+
+                options = slot_options(slot)
+                options.update((config.get("SLOTS") or {}).get(slot) or {})
+                return options
+
+            options = self._slot_options[slot] = per_config(config, ("slot options", slot), build)
         return options
 
     def blend_weights(self, slot: str) -> Mapping[str, float]:
@@ -133,6 +161,10 @@ class RecoContext:
         rows = cached_history(
             self.user_id, self.visitor_id, lambda: _history_rows(self.user_id, self.visitor_id, limit)
         )
+        # The cache hands out the same rows object while a history is unchanged: build its History once.
+        built = _histories.get(id(rows))
+        if built is not None and built[0] is rows:
+            return built[1]
         seen: set[str] = set()
         for event_type, key, occurred_at in rows:
             if event_type == "view":
@@ -142,6 +174,9 @@ class RecoContext:
             else:
                 history.purchase_counts[key] += 1
                 history.last_purchased.setdefault(key, occurred_at)
+        if len(_histories) > 4096:
+            _histories.clear()
+        _histories[id(rows)] = (rows, history)
         return history
 
     # --- products: one query per batch of keys, shared by every slot of the page ---

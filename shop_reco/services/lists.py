@@ -5,10 +5,11 @@ levels: a small per-process LRU (no network round trip on the hot path) in front
 production, shared by all workers).
 
 Incremental updates rewrite some lists inside the published version (a shopper's personal lists, a new
-product's neighbours) and call :func:`forget_lists`, which clears the shared cache and this process's copy.
-Other processes cannot be reached, so their copies are only trusted for a short while: personal lists (kinds
-``user`` and ``visitor``) for ``_PERSONAL_LOCAL_SECONDS``, so an update shows within a few seconds on every
-worker, and the others for ``_LOCAL_SECONDS``.
+product's neighbours) and call :func:`forget_lists`, which clears the shared cache and this process's copy and
+announces the change (``shop_reco.invalidation``). A personal list (kinds ``user`` and ``visitor``) read while
+the announcements can be heard is kept until one names it (or ``invalidation.LOCAL_SECONDS``); without the
+channel (a cache other than Redis, or Redis unreachable) for ``_PERSONAL_LOCAL_SECONDS``, so an update shows
+within a few seconds on every worker. The other lists are kept for ``_LOCAL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.db.models import Case, FloatField, Q, Sum, Value, When
 from django.utils import timezone
 
-from shop_reco import cache_reads
+from shop_reco import cache_reads, invalidation
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event, RecommendationList, ScoreVersion
 
@@ -42,8 +43,10 @@ _LOCAL_SECONDS = 60.0
 PERSONAL_KINDS = frozenset({"user", "visitor"})
 
 
-@dataclass(frozen=True)
-class ListSpec:
+class ListSpec(NamedTuple):
+    """Which stored list: a tuple, so the lookups on every request hash it in C, not in a dataclass's
+    ``__hash__``."""
+
     kind: str
     subject: str
     source: str
@@ -75,6 +78,11 @@ class _LRU:
             if value is not None:
                 self.data.move_to_end(key)
             return value
+
+    def peek(self, key: Any) -> Any:
+        """``get`` without the lock and without refreshing the entry's place: one atomic dict read, for the
+        hottest lookups (an entry read often but never written again is evicted as if least recently used)."""
+        return self.data.get(key)
 
     def put(self, key: Any, value: Any) -> None:
         with self.lock:
@@ -108,6 +116,9 @@ def clear_caches() -> None:
     _rows.clear()
     _slots.clear()
     _next_refresh_scan = 0.0
+    from shop_reco.tracking.history import clear_local_histories
+
+    clear_local_histories()
 
 
 # A query for lapsed product rows also reloads the cached rows due within this share of their lifetime (at
@@ -199,7 +210,7 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
     now = time.monotonic()
     for spec in specs:
         hit = _lists.get((version_id, spec))
-        if hit is None or hit[0] <= now:
+        if hit is None or not _held(hit, now):
             missing.append(spec)
             if hit is not None:
                 lapsed[spec] = hit[1]
@@ -207,20 +218,21 @@ def load_lists(version_id: int | None, specs: Iterable[ListSpec]) -> dict[ListSp
             found[spec] = hit[1]
     if not missing:
         return found
+    token = invalidation.read_token()
     keys = {_cache_key(version_id, spec): spec for spec in missing}
     cached = cache_reads.get_many(list(keys))
     for cache_key, raw in cached.items():
         spec = keys.pop(cache_key)
         stored = StoredList(tuple(raw[0]), tuple(raw[1])) if raw else EMPTY
         found[spec] = stored = _unchanged(lapsed.get(spec), stored)
-        _remember(version_id, spec, stored, now)
+        _remember(version_id, spec, stored, now, token)
     if keys:
         fetched = _query_lists(version_id, list(keys.values()))
         to_cache = {}
         for cache_key, spec in keys.items():
             stored = _unchanged(lapsed.get(spec), fetched.get(spec, EMPTY))
             found[spec] = stored
-            _remember(version_id, spec, stored, now)
+            _remember(version_id, spec, stored, now, token)
             # An absent list is cached too (as an empty tuple), so misses cost no query either.
             to_cache[cache_key] = (list(stored.keys), list(stored.scores)) if stored else ()
         cache.set_many(to_cache, timeout=reco_settings.LIST_CACHE_SECONDS)
@@ -234,9 +246,17 @@ def lists_still_held(version_id: int | None, specs: Sequence[ListSpec], lists: S
     data = _lists.data
     for spec, stored in zip(specs, lists, strict=True):
         hit = data.get((version_id, spec))  # one dict read: atomic under the GIL
-        if hit is None or hit[1] is not stored or hit[0] <= now:
+        if hit is None or hit[1] is not stored or not _held(hit, now):
             return False
     return True
+
+
+def _held(hit: tuple[Any, ...], now: float) -> bool:
+    """Whether this process's copy may still be used: unexpired, and for a personal list kept past
+    ``_PERSONAL_LOCAL_SECONDS``, with no change announced since it was read."""
+    if hit[0] <= now:
+        return False
+    return len(hit) == 2 or invalidation.unchanged_since(hit[2], hit[3])
 
 
 def _unchanged(previous: StoredList | None, stored: StoredList) -> StoredList:
@@ -245,21 +265,30 @@ def _unchanged(previous: StoredList | None, stored: StoredList) -> StoredList:
     return previous if previous is not None and previous == stored else stored
 
 
-def _remember(version_id: int, spec: ListSpec, stored: StoredList, now: float) -> None:
-    seconds = _PERSONAL_LOCAL_SECONDS if spec.kind in PERSONAL_KINDS else _LOCAL_SECONDS
-    _lists.put((version_id, spec), (now + seconds, stored))
+def _remember(
+    version_id: int, spec: ListSpec, stored: StoredList, now: float, token: invalidation.Token | None
+) -> None:
+    if spec.kind not in PERSONAL_KINDS:
+        _lists.put((version_id, spec), (now + _LOCAL_SECONDS, stored))
+        return
+    names = (_cache_key(version_id, spec),)
+    if invalidation.keepable(token, names):  # any worker's update of it reaches this one: keep it longer
+        _lists.put((version_id, spec), (now + invalidation.LOCAL_SECONDS, stored, token, names))
+    else:
+        _lists.put((version_id, spec), (now + _PERSONAL_LOCAL_SECONDS, stored))
 
 
 def forget_lists(version_id: int, kind: str, subject: str, sources: Iterable[str] | None = None) -> None:
     """Forget every cached list of (version, kind, subject) after an incremental update rewrote it.
 
-    Clears the shared cache at once and this process's copy; other processes drop theirs within
-    ``_PERSONAL_LOCAL_SECONDS`` (personal lists) or ``_LOCAL_SECONDS``.
+    Clears the shared cache and this process's copy at once, and announces the change: other processes drop
+    their copies of personal lists as it arrives (within ``_PERSONAL_LOCAL_SECONDS`` without the channel), of
+    the others within ``_LOCAL_SECONDS``.
     """
     from shop_reco.sources import ALL_SOURCES
 
     specs = [ListSpec(kind, str(subject), source) for source in (sources or ALL_SOURCES)]
-    cache.delete_many([_cache_key(version_id, spec) for spec in specs])
+    invalidation.announce([_cache_key(version_id, spec) for spec in specs])
     for spec in specs:
         _lists.pop((version_id, spec))
 

@@ -20,10 +20,11 @@ named in ``BLEND_WEIGHTS[slot]`` gets that weight instead of the built-in one; 0
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -36,7 +37,7 @@ from shop_reco import sources
 from shop_reco.attribution import QUERY_PARAM, make_token
 from shop_reco.conf import reco_settings
 from shop_reco.models import MerchandisingRule
-from shop_reco.services.context import ProductRow, RecoContext, context_for
+from shop_reco.services.context import ProductRow, RecoContext, context_for, per_config
 from shop_reco.services.fallbacks import (
     Candidate,
     catalogue_stage,
@@ -59,7 +60,8 @@ from shop_reco.services.lists import (
     load_lists,
     row_is_cached,
 )
-from shop_reco.services.rules import Rule, active_rules, rules_for_slot
+from shop_reco.services.rules import Rule, active_rules, rules_for_slot_now
+from shop_reco.tracking.events import CheckedContext, checked_context
 
 logger = logging.getLogger("shop_reco.recommendations")
 
@@ -291,10 +293,10 @@ def _assemble(
     if limit <= 0:
         return []
     max_per_category = options["max_per_category"] if cap is True else (cap or None)
-    rules = (
-        rules_for_slot(active_rules(context.version_id, context.now), slot, context.now)
+    rules, rules_signature = (
+        rules_for_slot_now(active_rules(context.version_id, context.now), slot, context.now)
         if apply_rules
-        else []
+        else ([], ())
     )
     blocked = set(exclude)
     if explain is None:
@@ -314,11 +316,11 @@ def _assemble(
             limit,
             max_per_category,
             *_frozen_configuration(context, slot, options),
-            tuple(rules),
+            rules_signature,
             tuple(sorted(blocked)),
             _language(context),
         )
-        memo = _slots.get(full_key)
+        memo = _slots.peek(full_key)
         if memo is not None:
             current = memo.serving(context, shoppers)
             if current is not None:
@@ -397,6 +399,8 @@ class SlotMemo:
     fresh_until: float
     # What the API answered from this memo, by slot: the same items give the same bytes (see ``renders``).
     rendered: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # The impression's event context, by slot, validated once (the same items give the same context).
+    impressions: dict[str, CheckedContext] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def renders(self) -> bool:
@@ -433,11 +437,18 @@ class SlotMemo:
 
     def items_for(self, context: RecoContext) -> list[RecoItem]:
         products = context.products
-        for key, row in self.rows.items():
-            if key not in products:
-                products[key] = row
-        context.shown.update(item.key for item in self.items)
+        if not products:  # the page's first slot: nothing to keep
+            products.update(self.rows)
+        else:
+            for key, row in self.rows.items():
+                if key not in products:
+                    products[key] = row
+        context.shown.update(self.item_keys)
         return list(self.items)
+
+    @functools.cached_property
+    def item_keys(self) -> tuple[str, ...]:
+        return tuple(item.key for item in self.items)
 
 
 def _same_row(context: RecoContext, old: ProductRow | None, new: ProductRow | None) -> bool:
@@ -800,15 +811,20 @@ BUILTIN_BLEND: dict[str, dict[str, float]] = {
 }
 
 
-def _blend(context: RecoContext, slot: str) -> dict[str, float]:
-    """{source: weight} for ``slot``: the built-in weights under the effective BLEND_WEIGHTS."""
-    weights = dict(BUILTIN_BLEND.get(slot, {}))
-    for source, weight in context.blend_weights(slot).items():
-        try:
-            weights[source] = float(weight)
-        except (TypeError, ValueError):  # validated when saved; a hand-edited value is ignored
-            continue
-    return weights
+def _blend(context: RecoContext, slot: str) -> Mapping[str, float]:
+    """{source: weight} for ``slot``: the built-in weights under the effective BLEND_WEIGHTS (read-only, shared
+    by every request under the same configuration)."""
+
+    def build() -> dict[str, float]:
+        weights = dict(BUILTIN_BLEND.get(slot, {}))
+        for source, weight in context.blend_weights(slot).items():
+            try:
+                weights[source] = float(weight)
+            except (TypeError, ValueError):  # validated when saved; a hand-edited value is ignored
+                continue
+        return weights
+
+    return per_config(context.config, ("blend", slot), build)  # type: ignore[no-any-return]
 
 
 def _fallbacks(
@@ -1219,15 +1235,24 @@ def record_impression(context: RecoContext, result: SlotResult) -> None:
     """
     if not result.items or context.request is None or not reco_settings.TRACK_IMPRESSIONS:
         return
-    _track_impression(
-        context.request,
-        slot=result.slot,
-        context={
-            "keys": result.keys,
-            "sources": [item.source for item in result.items],
-            "version": result.version_id,
-        },
-    )
+    memo = result.memo
+    same_items = memo is not None and _same_objects(memo.items, result.items)
+    shown = memo.impressions.get(result.slot) if same_items else None  # type: ignore[union-attr]
+    if shown is None:
+        shown = checked_context(
+            {
+                "keys": result.keys,
+                "sources": [item.source for item in result.items],
+                "version": result.version_id,
+            }
+        )
+        if same_items:
+            memo.impressions[result.slot] = shown  # type: ignore[union-attr]  # the same items, the same context
+    _track_impression(context.request, slot=result.slot, context=shown)
+
+
+def _same_objects(first: Sequence[Any], second: Sequence[Any]) -> bool:
+    return len(first) == len(second) and all(a is b for a, b in zip(first, second, strict=True))
 
 
 def _track_impression(request: Any, **fields: Any) -> None:

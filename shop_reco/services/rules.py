@@ -88,3 +88,45 @@ def rules_for_slot(rules: list[Rule], slot: str, now: datetime | None = None) ->
     """The rules that apply to ``slot`` now; dates are checked per request, so rules start and end on time."""
     now = now or timezone.now()
     return [rule for rule in rules if rule.applies(slot, now)]
+
+
+# (id of an active_rules list, slot) -> (that list, valid from, valid until, the slot's rules, their signature)
+_by_slot: dict[tuple[int, str], tuple[list[Rule], datetime | None, datetime | None, list[Rule], tuple]] = {}
+
+
+def rules_for_slot_now(rules: list[Rule], slot: str, now: datetime) -> tuple[list[Rule], tuple]:
+    """:func:`rules_for_slot`, and a hashable signature of the result for the slot memo's key.
+
+    Worked out once per rules list and slot until the next moment a rule starts or ends (every request of a
+    minute shares the same ``active_rules`` list), not on every request.
+    """
+    key = (id(rules), slot)
+    hit = _by_slot.get(key)
+    if (
+        hit is not None
+        and hit[0] is rules
+        and (hit[1] is None or hit[1] <= now)
+        and (hit[2] is None or now < hit[2])
+    ):
+        return hit[3], hit[4]
+    applying = rules_for_slot(rules, slot, now)
+    signature = tuple(
+        (
+            rule.action,
+            rule.product_key,
+            rule.category,
+            rule.slot,
+            rule.strength,
+            rule.starts_at,
+            rule.ends_at,
+            rule.pk,
+        )
+        for rule in applying
+    )
+    moments = [moment for rule in rules for moment in (rule.starts_at, rule.ends_at) if moment is not None]
+    valid_from = max((moment for moment in moments if moment <= now), default=None)
+    valid_until = min((moment for moment in moments if moment > now), default=None)
+    if len(_by_slot) > 256:
+        _by_slot.clear()
+    _by_slot[key] = (rules, valid_from, valid_until, applying, signature)
+    return applying, signature

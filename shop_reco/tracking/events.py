@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -48,12 +49,17 @@ class InvalidEvent(ValueError):
         super().__init__("; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items()))
 
 
+# Event ids need to be unique, not secret: a generator seeded from the OS per process (again in a forked child,
+# which would otherwise repeat its parent's ids) costs a fraction of a getrandom() system call per event.
+_event_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _event_ids.seed(os.urandom(32)))
+
+
 def new_event_id() -> str:
     """Server-side id for an event that came without one, so a re-delivered batch is stored once.
 
-    128 random bits as 32 hex digits, the shape of ``uuid4().hex`` without building a UUID object (a few
-    microseconds on every impression)."""
-    return os.urandom(16).hex()
+    128 random bits as 32 hex digits, the shape of ``uuid4().hex``."""
+    return f"{_event_ids.getrandbits(128):032x}"
 
 
 def order_event_id(order_ref: str, product_key: str) -> str:
@@ -118,7 +124,10 @@ def make_row(
             errors["unit_price"] = ["A number with at most 10 digits before the decimal point is required."]
 
     context = {} if context is None else context
-    problem, context_json = _checked_context(context)
+    if type(context) is CheckedContext:  # validated when made, and it cannot have changed since
+        problem, context_json = "", context.json
+    else:
+        problem, context_json = _checked_context(context)
     if problem:
         errors["context"] = [problem]
 
@@ -146,7 +155,7 @@ def make_row(
         "token": token,
         "client_event_id": client_event_id,
         # A copy that keeps the JSON text validated here: the buffer's line reuses it instead of encoding again.
-        "context": EncodedContext(context, context_json),
+        "context": context if type(context) is CheckedContext else EncodedContext(context, context_json),
         # UTC ISO text: PostgreSQL COPY and datetime.fromisoformat both read it without help.
         "occurred_at": occurred_at.astimezone(UTC).isoformat(),  # type: ignore[union-attr]
     }
@@ -186,6 +195,31 @@ class EncodedContext(dict):
     def __init__(self, value: dict[str, Any], text: str) -> None:
         super().__init__(value)
         self.json = text
+
+
+class CheckedContext(EncodedContext):
+    """An event context validated once and then reused by many events (a memoised slot's impression):
+    read-only, so the JSON text it carries always is its content. Make one with :func:`checked_context`."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("A checked event context cannot be changed; copy it with dict(context).")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return dict, (dict(self),)  # a pickled or deep-copied context is a plain dict again
+
+
+def checked_context(context: dict[str, Any]) -> CheckedContext:
+    """``context`` validated as an event context (:class:`InvalidEvent` naming ``context`` when it cannot be
+    stored), for passing to many :func:`make_row` calls without validating it again."""
+    problem, text = _checked_context(context)
+    if problem:
+        raise InvalidEvent({"context": [problem]})
+    return CheckedContext(context, text)
 
 
 # One encoder, made once: json.dumps with non-default options builds a new encoder per call.

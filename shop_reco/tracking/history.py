@@ -2,14 +2,16 @@
 
 A history (a shopper's latest views and purchases: recently viewed, buy again, the "already bought" rule)
 costs an indexed query on every page that shows a personal slot. Cached in the Django cache (Redis in
-production, shared by every worker) it is one round trip.
+production, shared by every worker) it is one round trip; with Redis, each process also keeps the histories it
+read lately, which every write path below announces to all processes as it drops them
+(``shop_reco.invalidation``): then a shopper's next page reads none.
 
 Freshness: each identity (user, visitor) has a stamp, a random token; a cached history holds the stamps it
 was read under and is used only while they are current. Every write path of shop_reco drops the stamps of the
 shoppers it wrote, after the rows are in: the buffer flush (one ``DEL`` per batch), direct writes, the merge
 at login and the erasure. A dropped or evicted stamp is replaced by a new token, so no old history matches it
 again. Writes that bypass shop_reco (the ORM by hand, the retention purge) show within
-``HISTORY_CACHE_SECONDS``.
+``HISTORY_CACHE_SECONDS`` plus the ``invalidation.LOCAL_SECONDS`` a process keeps its own copy.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
-from shop_reco import cache_reads
+from shop_reco import cache_reads, invalidation
 from shop_reco.conf import reco_settings
 
 logger = logging.getLogger("shop_reco.storefront")
@@ -39,6 +41,14 @@ _SHOPPERS_IN_BATCH = re.compile(
     + rb")\t([^\t\n]*)\t([^\t\n]*)\t",
     re.MULTILINE,
 )
+
+
+# Histories this process read lately, dropped when any process announces a change (see shop_reco.invalidation).
+_local_histories = invalidation.LocalValues(4096)
+
+
+def clear_local_histories() -> None:
+    _local_histories.clear()
 
 
 def _stamp_key(kind: str, identity: Any) -> str:
@@ -65,12 +75,17 @@ def cached_history(user_id: Any, visitor_id: str, load: Callable[[], Rows]) -> R
     if seconds <= 0 or not stamps:
         return load()
     data_key = f"shop_reco:h:{user_id if user_id is not None else ''}:{visitor_id}"
+    local = _local_histories.get(data_key)
+    if local is not None:
+        return local  # type: ignore[no-any-return]
+    token = invalidation.read_token()
     try:
         found = cache_reads.get_many([*stamps, data_key])
         current = [found.get(key) for key in stamps]
         hit = found.get(data_key)
         if hit is not None and None not in current and hit[0] == current:
-            return hit[1]
+            _local_histories.put(data_key, stamps, hit[1], token)
+            return hit[1]  # type: ignore[no-any-return]
         for index, key in enumerate(stamps):
             if current[index] is None:
                 # add(): two requests minting a stamp at once agree on the first one's token.
@@ -85,6 +100,8 @@ def cached_history(user_id: Any, visitor_id: str, load: Callable[[], Rows]) -> R
             cache.set(data_key, (current, rows), timeout=seconds)
         except Exception:
             logger.warning("shop_reco could not write the history cache", exc_info=True)
+        else:
+            _local_histories.put(data_key, stamps, rows, token)
     return rows
 
 
@@ -112,7 +129,7 @@ def forget_histories(user_ids: Iterable[Any] = (), visitor_ids: Iterable[str] = 
 
 def _drop(keys: list[str]) -> None:
     try:
-        cache.delete_many(keys)
+        invalidation.announce(keys)  # and every process drops its own copies
     except Exception:  # the stamps then expire with HISTORY_CACHE_SECONDS
         logger.warning("shop_reco could not drop %d cached histories", len(keys), exc_info=True)
 

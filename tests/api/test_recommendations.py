@@ -296,3 +296,20 @@ def test_a_memoised_answer_is_rendered_once_and_follows_a_rename(client, catalog
     assert b"Garden 1 (new)" in renamed and len(rendered) == 1
     drf_only(monkeypatch)
     assert client.get(url("similar", k("Kitchen 1")), {"limit": 2}).content == renamed
+
+
+def test_each_warm_answer_records_its_own_impression_of_the_items_it_shows(client, catalogue):
+    """A memoised slot's impression context is validated once and reused: every answer still records one
+    impression, naming exactly the items that answer showed (a different limit is a different slot)."""
+    k = catalogue.key
+    publish_lists(
+        {("product", k("Kitchen 1"), "similar"): catalogue.keys("Kitchen 2", "Kitchen 3", "Toys 1")}
+    )
+    answers = [client.get(url("similar", k("Kitchen 1")), {"limit": limit}).json() for limit in (2, 2, 3, 2)]
+    impressions = list(Event.objects.filter(event_type="rec_impression").order_by("pk"))
+    assert len(impressions) == 4 and len({event.client_event_id for event in impressions}) == 4
+    for answer, event in zip(answers, impressions, strict=True):
+        assert event.context["keys"] == [item["key"] for item in answer["items"]]
+        assert event.context["sources"] == [item["source"] for item in answer["items"]]
+        assert event.context["version"] == answer["version"]
+    assert [len(event.context["keys"]) for event in impressions] == [2, 2, 3, 2]

@@ -76,3 +76,46 @@ def test_an_update_is_visible_through_the_api_within_five_seconds(client, catalo
     later = time.monotonic() + 5
     monkeypatch.setattr(time, "monotonic", lambda: later)
     assert first() == k("Garden 2")
+
+
+def _forget_in_another_process(version_id: int) -> None:
+    forget_lists(version_id, "visitor", VISITOR)
+
+
+def test_with_the_invalidation_channel_a_personal_list_is_kept_until_an_update_is_announced(
+    catalogue, redis_url, settings, monkeypatch
+):
+    """Each worker keeps a shopper's list past _PERSONAL_LOCAL_SECONDS while it hears announcements; an
+    update by any process (here a forked one, as a Celery worker) reaches it as soon as it is announced."""
+    import multiprocessing
+
+    from shop_reco import invalidation
+    from tests.tracking.test_invalidation import listening
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    listener = listening()
+    version = publish_lists({("visitor", VISITOR, "for_you"): ["1", "2"]})
+    assert load_lists(version.pk, [SPEC])[SPEC].keys == ("1", "2")
+    rewrite(version, ["3"])
+    cache.delete(lists._cache_key(version.pk, SPEC))  # changed without an announcement: the copy stays
+    later = time.monotonic() + lists._PERSONAL_LOCAL_SECONDS + 1
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert load_lists(version.pk, [SPEC])[SPEC].keys == ("1", "2")
+    monkeypatch.setattr(time, "monotonic", real_monotonic)
+    seen = listener.seq
+    child = multiprocessing.get_context("fork").Process(target=_forget_in_another_process, args=(version.pk,))
+    child.start()
+    child.join(10)
+    assert child.exitcode == 0
+    deadline = time.monotonic() + 5
+    while listener.seq == seen:
+        assert time.monotonic() < deadline, "the announcement never arrived"
+        time.sleep(0.01)
+    assert load_lists(version.pk, [SPEC])[SPEC].keys == ("3",)
+    rewrite(version, ["4"])
+    cache.delete(lists._cache_key(version.pk, SPEC))
+    invalidation.current_listener().stop()  # the channel is down: what it might have missed is not trusted
+    assert load_lists(version.pk, [SPEC])[SPEC].keys == ("4",)

@@ -166,3 +166,27 @@ def test_a_boost_reaches_a_product_far_down_the_list(catalogue, popular):
     rule(action="boost", product_key=catalogue.key("Toys 4"), strength=10)
     result = reco.trending(limit=2)
     assert names(catalogue, result)[0] == "Toys 4"
+
+
+def test_a_rule_starts_and_ends_on_the_second_within_a_cached_minute(catalogue, popular):
+    """The slot's rules are worked out once per rules list, until the next moment a rule starts or ends: a
+    rule dated inside the minute applies from its start to its end exactly, as a fresh check would say."""
+    from shop_reco.services.rules import active_rules, rules_for_slot, rules_for_slot_now
+
+    minute = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    starts, ends = minute + timedelta(seconds=20), minute + timedelta(seconds=40)
+    rule(action="exclude", product_key=catalogue.key("Kitchen 1"), starts_at=starts, ends_at=ends)
+    rule(action="boost", category="Toys", strength=2.0, slot="trending")
+    version = context_for().version_id
+    rules = active_rules(version, minute)
+    seen = []
+    for second in (0, 19, 20, 21, 39, 40, 59, 21, 0):  # out of order too: no answer outlives its moment
+        now = minute + timedelta(seconds=second)
+        for slot in ("trending", "similar"):
+            applying, signature = rules_for_slot_now(rules, slot, now)
+            assert applying == rules_for_slot(rules, slot, now)  # the per-request check it replaces
+            seen.append((slot, second, len(applying), signature))
+    excluded_at = {second for slot, second, count, _ in seen if slot == "similar" and count == 1}
+    assert excluded_at == {20, 21, 39}
+    signatures = {signature for *_, signature in seen}
+    assert len(signatures) == 4  # trending and similar, each with and without the dated rule

@@ -106,3 +106,53 @@ def test_a_database_failure_is_logged_not_raised(caplog):
         assert track("view", product="1", visitor_id="v") is None
     assert "could not store 1 event" in caplog.text
     assert not Event.objects.exists()
+
+
+def test_a_checked_context_is_reused_as_validated_and_cannot_change():
+    import copy
+    import pickle
+
+    from shop_reco.tracking.events import checked_context, make_row, to_copy_line
+
+    context = checked_context({"keys": ["1", "2"], "version": 3})
+    first, second = make_row("rec_impression", context=context), make_row("rec_impression", context=context)
+    assert first["client_event_id"] != second["client_event_id"]
+    assert to_copy_line(first).split("\t")[10] == '{"keys":["1","2"],"version":3}'
+    for change in (
+        lambda: context.__setitem__("keys", []),
+        lambda: context.update(keys=[]),
+        lambda: context.pop("keys"),
+        lambda: context.clear(),
+        lambda: context.setdefault("extra", 1),
+    ):
+        with pytest.raises(TypeError):
+            change()
+    assert context == {"keys": ["1", "2"], "version": 3}
+    for copied in (pickle.loads(pickle.dumps(context)), copy.deepcopy(context), copy.copy(context)):
+        assert type(copied) is dict and copied == context  # a copy is a plain dict, free to change
+    with pytest.raises(InvalidEvent) as raised:
+        checked_context({"when": datetime.now(UTC)})
+    assert "context" in raised.value.errors
+
+
+def test_event_ids_are_unique_across_forked_workers():
+    import multiprocessing
+    import re
+
+    from shop_reco.tracking.events import new_event_id
+
+    def ids_of_a_worker(queue):
+        queue.put([new_event_id() for _ in range(1000)])
+
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue()
+    workers = [context.Process(target=ids_of_a_worker, args=(queue,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    batches = [queue.get() for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    mine = [new_event_id() for _ in range(1000)]
+    every = [event_id for batch in [*batches, mine] for event_id in batch]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", event_id) for event_id in every)
+    assert len(set(every)) == len(every) == 4000  # a forked worker does not repeat its parent's sequence
