@@ -227,7 +227,14 @@ class RecoContext:
             expires = time.monotonic() + seconds
             for key in missing:
                 if key in self.products:
-                    _rows.put(key, (expires, self.products[key]))
+                    row = self.products[key]
+                    previous = _rows.peek(key)
+                    if previous is not None and _unchanged_row(previous[1], row):
+                        # Keep the row every memo and page already holds: the reloaded copy is dropped at once
+                        # instead of every cached product being replaced by new objects each expiry, which
+                        # the garbage collector would then walk (and memos re-check) for nothing.
+                        row = self.products[key] = previous[1]
+                    _rows.put(key, (expires, row))
 
     def _load(self, keys: list[str], queryset: models.QuerySet, *, available: bool) -> None:
         pk_field = self.adapter.product_model()._meta.pk
@@ -254,6 +261,31 @@ class RecoContext:
     def category_of(self, key: str) -> str:
         row = self.row(key)
         return row.category if row else ""
+
+
+def _unchanged_row(old: ProductRow | None, new: ProductRow | None) -> bool:
+    """Whether a reloaded row says exactly what the cached one does: same availability and category, and the
+    product (with the related objects loaded along with it) has the same attribute values."""
+    if old is None or new is None:
+        return False
+    return (
+        old.available == new.available
+        and old.category == new.category
+        and _instance_values(old.product) == _instance_values(new.product)
+    )
+
+
+def _instance_values(instance: Any) -> tuple[type, dict[str, Any], dict[str, Any]]:
+    state = getattr(instance, "_state", None)
+    related = getattr(state, "fields_cache", None) or {}
+    return (
+        type(instance),
+        {name: value for name, value in vars(instance).items() if name != "_state"},
+        {
+            name: _instance_values(value) if hasattr(value, "_state") else value
+            for name, value in related.items()
+        },
+    )
 
 
 def coerce_keys(value: Any, adapter: BaseShopAdapter | None = None) -> list[str]:

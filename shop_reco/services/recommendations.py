@@ -409,7 +409,8 @@ class SlotMemo:
         return all(self.rows.get(key) is not None for key in self.anchors)
 
     def serving(self, context: RecoContext, shoppers: set[str]) -> SlotMemo | None:
-        """This memo, or a copy holding the reloaded rows when they are unchanged; None when it is stale."""
+        """This memo (its date renewed in place while the row cache keeps its very rows), a copy holding
+        reloaded rows that describe the same products, or None when it is stale."""
         if not self.offered.isdisjoint(shoppers):
             return None
         if self.specs and not lists_still_held(context.version_id, self.specs, self.lists):
@@ -423,16 +424,21 @@ class SlotMemo:
             return self
         lapsed = [key for key, row in self.rows.items() if not cached_row_expiry(key, row) > now]
         if not lapsed:
-            return replace(self, fresh_until=_fresh_until(self.rows))
+            # The row cache renewed these very rows: only the date moves (in place, so nothing new is kept).
+            object.__setattr__(self, "fresh_until", _fresh_until(self.rows))
+            return self
         # Rows the row cache has reloaded since: read them as the slot would. Unchanged rows renew the memo
-        # (a fresh copy per reload rather than a full ranking of every slot every PRODUCT_CACHE_SECONDS).
+        # rather than a full ranking of every slot every PRODUCT_CACHE_SECONDS.
         context.fetch([key for key in lapsed if key not in self.anchors], anchors=self.anchors)
         rows = dict(self.rows)
         for key in lapsed:
             row = context.products.get(key)
-            if not _same_row(context, self.rows[key], row):
+            if row is not self.rows[key] and not _same_row(context, self.rows[key], row):
                 return None
             rows[key] = row
+        if all(rows[key] is self.rows[key] for key in lapsed):
+            object.__setattr__(self, "fresh_until", _fresh_until(self.rows))
+            return self
         return replace(self, rows=rows, fresh_until=_fresh_until(rows))
 
     def items_for(self, context: RecoContext) -> list[RecoItem]:

@@ -142,3 +142,34 @@ def test_unchanged_rows_and_lists_renew_the_memo_instead_of_ranking_again(catalo
     with CaptureQueriesContext(connection) as queries:  # the renewed memo holds the reloaded rows
         assert shown(reco.similar_products(k("Kitchen 1"), limit=3)) == shown(first)
     assert len(queries) == 0 and ranked == []
+
+
+def test_a_reloaded_row_that_says_the_same_is_the_row_already_held(catalogue, monkeypatch):
+    """After the row cache lapses, an unchanged product keeps its cached row object (so memos stay as they are
+    and nothing new is kept for the garbage collector to walk); any change, of the product or of a related
+    object loaded with it, gives the new row."""
+    from shop_reco.services.context import context_for
+
+    k = catalogue.key
+    publish_lists({("product", k("Kitchen 1"), "similar"): catalogue.keys(*SIMILAR)})
+    first = reco.similar_products(k("Kitchen 1"), limit=3)
+    rows_before = {item.key: context_for().row(item.key) for item in first}
+    memo_before = first.memo
+    later_by(monkeypatch, 31)
+    again = reco.similar_products(k("Kitchen 1"), limit=3)
+    assert shown(again) == shown(first) and again.memo is memo_before  # renewed in place, not copied
+    assert all(context_for().row(key) is row for key, row in rows_before.items())
+
+    kettle = catalogue["Kitchen 3"]
+    kettle.price += 1
+    kettle.save()
+    category = kettle.category
+    category.name = "Kitchenware"
+    category.save()
+    later_by(monkeypatch, 62)
+    changed = {item.key: context_for().row(item.key) for item in first}
+    assert changed[k("Kitchen 3")] is not rows_before[k("Kitchen 3")]
+    assert changed[k("Kitchen 3")].product.price == kettle.price
+    # Kitchen 2 shares the renamed category: its row changed too; Garden 1 did not change at all.
+    assert changed[k("Kitchen 2")] is not rows_before[k("Kitchen 2")]
+    assert changed[k("Garden 1")] is rows_before[k("Garden 1")]
