@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -145,6 +146,12 @@ class Listener:
                 self.dropped.pop(name, None)
 
 
+def local_lifetime() -> float:
+    """LOCAL_SECONDS less up to a fifth, at random: copies read together (a warm-up, a busy minute) do not all
+    lapse, and go back to Redis, in the same instant."""
+    return LOCAL_SECONDS * (1.0 - 0.2 * random.random())
+
+
 Token = tuple[int, int, float]  # (epoch, announcements received, when) as a shared read began
 
 
@@ -203,7 +210,7 @@ class LocalValues:
         if not keepable(token, names):
             return  # announced while it was being read: that value may already be the old one
         with self._lock:
-            self._entries[key] = (token, time.monotonic() + LOCAL_SECONDS, tuple(names), value)  # type: ignore[assignment]
+            self._entries[key] = (token, time.monotonic() + local_lifetime(), tuple(names), value)  # type: ignore[assignment]
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
@@ -268,6 +275,8 @@ def announce(keys: Sequence[str]) -> None:
     if parts is None:
         cache.delete_many(keys)
         return
+    from redis.exceptions import ResponseError  # installed: the cache is Django's Redis backend
+
     client, make_key = parts
     # A process that keeps no local copies (a task worker announcing its writes) needs no listener.
     listener = current_listener(start=False)
@@ -280,6 +289,11 @@ def announce(keys: Sequence[str]) -> None:
             _channel(client, make_key),
             "\n".join([sender, *keys]),
         )
+    except ResponseError:
+        # A server or proxy without scripts or PUBLISH: the shared entries still go; local copies then live
+        # their LOCAL_SECONDS (and a listener on such a server never subscribes, so none are kept).
+        logger.warning("shop_reco could not announce a change on Redis; deleting only", exc_info=True)
+        cache.delete_many(keys)
     finally:
         if listener is not None:
             # This process knows at once (the others within the delivery time), and after the delete: a

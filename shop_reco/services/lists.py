@@ -275,7 +275,7 @@ def _remember(
         return
     names = (_cache_key(version_id, spec),)
     if invalidation.keepable(token, names):  # any worker's update of it reaches this one: keep it longer
-        _lists.put((version_id, spec), (now + invalidation.LOCAL_SECONDS, stored, token, names))
+        _lists.put((version_id, spec), (now + invalidation.local_lifetime(), stored, token, names))
     else:
         _lists.put((version_id, spec), (now + _PERSONAL_LOCAL_SECONDS, stored))
 

@@ -212,3 +212,41 @@ def test_a_channel_that_stops_answering_is_given_up_and_rejoined(redis_cache, mo
     while listener.epoch in (0, before):
         assert time.monotonic() < deadline, "the listener never came back"
         time.sleep(0.02)
+
+
+@pytest.fixture
+def redis_without_scripts(redis_url, settings):
+    """The cache on a Redis user that may not run scripts, publish or subscribe (as behind some proxies)."""
+    admin = redis.Redis.from_url(redis_url)
+    user, password = "shop_reco_no_scripts", "test-only"
+    rules = ["on", f">{password}", "~*", "&*", "+@all", "-@scripting", "-publish", "-subscribe"]
+    admin.execute_command("ACL", "SETUSER", user, *rules)
+    host_part = redis_url.split("://", 1)[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://{user}:{password}@{host_part}",
+        }
+    }
+    yield admin
+    admin.execute_command("ACL", "DELUSER", user)
+    admin.close()
+
+
+def test_without_scripts_or_channels_changes_still_delete_and_nothing_is_kept_locally(
+    redis_without_scripts, shared_reads, products, caplog
+):
+    track("view", product=str(products[0].pk), visitor_id=ME)
+    history()
+    stamp = cache.make_key(f"shop_reco:hs:v:{ME}")
+    assert redis_without_scripts.exists(stamp)
+    viewed_in_database(str(products[1].pk))
+    forget_histories(visitor_ids=[ME])  # the script is refused: the stamp is deleted all the same
+    assert not redis_without_scripts.exists(stamp)
+    assert "could not announce" in caplog.text
+    time.sleep(0.3)  # the listener tried to subscribe and was refused
+    assert invalidation.current_listener().epoch == 0
+    shared_reads.clear()
+    assert history()[0] == [str(products[1].pk), str(products[0].pk)]
+    assert history()[0] == [str(products[1].pk), str(products[0].pk)]
+    assert len(shared_reads) == 2  # every page reads the shared cache: nothing kept locally
