@@ -26,24 +26,22 @@ logger = logging.getLogger("shop_reco.recommendations")
 REQUEST_ATTR = "_shop_reco_context"
 
 
-# id of a history's rows -> (those rows, their History)
-_histories: dict[int, tuple[Any, History]] = {}
-
-# (what, id of a configuration dict) -> (that dict, the value worked out from it)
-_per_config: dict[tuple[Any, int], tuple[dict[str, Any], Any]] = {}
+# (what, id of a shared read-only object) -> (that object, the value worked out from it)
+_derived: dict[tuple[Any, int], tuple[Any, Any]] = {}
 
 
-def per_config(config: dict[str, Any], what: Any, build: Any) -> Any:
-    """``build()``, once per configuration object: the tuning service shares one read-only dict until it
-    reloads, so values derived from it (a slot's options, its blend weights) are shared and read-only too."""
-    key = (what, id(config))
-    hit = _per_config.get(key)
-    if hit is not None and hit[0] is config:  # the same object, not a new one at a reused address
+def derived_from(source: Any, what: Any, build: Any) -> Any:
+    """``build()``, once per ``source`` object. The hot path's inputs are shared read-only objects that a
+    reload replaces rather than edits (the tuning service's configuration dict, a cached history's rows), so
+    values derived from them (a slot's options, its blend weights, a History) are shared and read-only too."""
+    key = (what, id(source))
+    hit = _derived.get(key)
+    if hit is not None and hit[0] is source:  # the same object, not a new one at a reused address
         return hit[1]
     value = build()
-    if len(_per_config) > 512:  # configurations built per call (the settings-only fallback) come and go
-        _per_config.clear()
-    _per_config[key] = (config, value)
+    if len(_derived) > 8192:  # objects built per call (the settings-only fallback) come and go
+        _derived.clear()
+    _derived[key] = (source, value)
     return value
 
 
@@ -136,7 +134,7 @@ class RecoContext:
                 options.update((config.get("SLOTS") or {}).get(slot) or {})
                 return options
 
-            options = self._slot_options[slot] = per_config(config, ("slot options", slot), build)
+            options = self._slot_options[slot] = derived_from(config, ("slot options", slot), build)
         return options
 
     def blend_weights(self, slot: str) -> Mapping[str, float]:
@@ -154,30 +152,14 @@ class RecoContext:
         return self._history
 
     def _load_history(self) -> History:
-        history = History()
         if not self.has_shopper:
-            return history
+            return History()
         limit = int(reco_settings.HISTORY_LENGTH)
         rows = cached_history(
             self.user_id, self.visitor_id, lambda: _history_rows(self.user_id, self.visitor_id, limit)
         )
         # The cache hands out the same rows object while a history is unchanged: build its History once.
-        built = _histories.get(id(rows))
-        if built is not None and built[0] is rows:
-            return built[1]
-        seen: set[str] = set()
-        for event_type, key, occurred_at in rows:
-            if event_type == "view":
-                if key not in seen:
-                    seen.add(key)
-                    history.recent_views.append(key)
-            else:
-                history.purchase_counts[key] += 1
-                history.last_purchased.setdefault(key, occurred_at)
-        if len(_histories) > 4096:
-            _histories.clear()
-        _histories[id(rows)] = (rows, history)
-        return history
+        return derived_from(rows, "history", lambda: _history_of(rows))  # type: ignore[no-any-return]
 
     # --- products: one query per batch of keys, shared by every slot of the page ---
 
@@ -261,6 +243,20 @@ class RecoContext:
     def category_of(self, key: str) -> str:
         row = self.row(key)
         return row.category if row else ""
+
+
+def _history_of(rows: Any) -> History:
+    history = History()
+    seen: set[str] = set()
+    for event_type, key, occurred_at in rows:
+        if event_type == "view":
+            if key not in seen:
+                seen.add(key)
+                history.recent_views.append(key)
+        else:
+            history.purchase_counts[key] += 1
+            history.last_purchased.setdefault(key, occurred_at)
+    return history
 
 
 def _unchanged_row(old: ProductRow | None, new: ProductRow | None) -> bool:

@@ -37,7 +37,7 @@ from shop_reco import sources
 from shop_reco.attribution import QUERY_PARAM, make_token
 from shop_reco.conf import reco_settings
 from shop_reco.models import MerchandisingRule
-from shop_reco.services.context import ProductRow, RecoContext, context_for, per_config
+from shop_reco.services.context import ProductRow, RecoContext, context_for, derived_from
 from shop_reco.services.fallbacks import (
     Candidate,
     catalogue_stage,
@@ -52,8 +52,6 @@ from shop_reco.services.lists import (
     LIVE_POPULAR,
     ListSpec,
     StoredList,
-    _memo_get,
-    _memo_put,
     _slots,
     cached_row_expiry,
     lists_still_held,
@@ -522,14 +520,11 @@ def _frozen(value: Any) -> Any:
 def _frozen_configuration(context: RecoContext, slot: str, options: Mapping[str, Any]) -> tuple[Any, Any]:
     """The slot's options and blend weights as hashable values, worked out once per configuration object
     (the tuning service shares one read-only dict until it reloads) rather than on every request."""
-    config = context.config
-    key = ("frozen", slot, id(config))
-    hit = _memo_get(key)
-    if hit is not None and hit[1][0] is config:  # the same object, not a new one at a reused address
-        return hit[1][1]
-    frozen = (_frozen(options), _frozen(context.blend_weights(slot)))
-    _memo_put(key, (config, frozen), 60.0)
-    return frozen
+    return derived_from(  # type: ignore[no-any-return]
+        context.config,
+        ("frozen", slot),
+        lambda: (_frozen(options), _frozen(context.blend_weights(slot))),
+    )
 
 
 def _language(context: RecoContext) -> str:
@@ -830,7 +825,7 @@ def _blend(context: RecoContext, slot: str) -> Mapping[str, float]:
                 continue
         return weights
 
-    return per_config(context.config, ("blend", slot), build)  # type: ignore[no-any-return]
+    return derived_from(context.config, ("blend", slot), build)  # type: ignore[no-any-return]
 
 
 def _fallbacks(

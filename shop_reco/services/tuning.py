@@ -349,14 +349,9 @@ def _validate_slot(slot: str, options: Mapping[str, Any], fail: Any) -> dict[str
 def sites_enabled() -> bool:
     # Asked on every storefront request; the answer changes only with a new app registry (a test's
     # override of INSTALLED_APPS builds a new app_configs dict), so it is kept per registry dict.
-    registry = apps.app_configs
-    known = _sites_installed
-    if known[0] is not registry:
-        known = _sites_installed[:] = [registry, apps.is_installed("django.contrib.sites")]
-    return bool(known[1])
+    from shop_reco.services.context import derived_from
 
-
-_sites_installed: list[Any] = [None, False]
+    return bool(derived_from(apps.app_configs, "sites", lambda: apps.is_installed("django.contrib.sites")))
 
 
 def current_site_id() -> int:
