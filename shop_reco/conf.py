@@ -128,6 +128,10 @@ DEFAULTS: dict[str, Any] = {
     # 0 reads them on every request. A stock change or a new price shows in the slots within this time (the
     # product page and the cart read the product themselves).
     "PRODUCT_CACHE_SECONDS": 30,
+    # Reload the product rows a process keeps before they lapse, in a thread of that process (while it serves
+    # slots), so no request waits for a batch of them. Off: a request that queries anyway takes the rows due
+    # soon along.
+    "PRODUCT_REFRESH_THREAD": True,
     # Seconds the stored lists stay in the Django cache; keys carry the version id, so no purge is needed.
     "LIST_CACHE_SECONDS": 6 * 3600,
     # Per-slot options merged over the built-in ones (shop_reco.services.recommendations.SLOT_DEFAULTS):

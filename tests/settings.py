@@ -26,4 +26,7 @@ SHOP_RECO = {
     "PRODUCT_MODEL": "catalogue.Product",
     "ADAPTER": "demo_shop.catalogue.adapter.DemoShopAdapter",
     "PRODUCT_VIEW_URL_NAMES": ("catalogue:product",),
+    # A thread with its own connection would read the catalogue outside each test's transaction: the tests
+    # that are about it turn it on (tests/storefront/test_row_refresh.py).
+    "PRODUCT_REFRESH_THREAD": False,
 }

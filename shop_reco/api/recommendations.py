@@ -8,10 +8,11 @@ only ``user`` / ``visitor`` to preview someone else's recommendations.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.urls import path
 from rest_framework import serializers
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
@@ -122,6 +123,30 @@ _PLAIN_AUTHENTICATION = (SessionAuthentication, BasicAuthentication)
 _ALLOW_HEADERS: dict[type, str] = {}
 
 
+class _PlainRequest(Request):
+    """DRF's request for the plain path: a request without a query string reads an empty QueryDict instead of
+    parsing one (most storefront calls have none, and every slot reads several parameters)."""
+
+    @property
+    def query_params(self) -> QueryDict:  # type: ignore[override]  # the same immutable QueryDict
+        if self._request.META.get("QUERY_STRING"):
+            return self._request.GET
+        return _no_params()
+
+
+class _NoQueryParams(QueryDict):
+    """An empty, immutable QueryDict whose ``get`` answers at once (QueryDict's raises and catches a
+    KeyError per missing parameter, and a slot asks for several)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return default
+
+
+@functools.cache
+def _no_params() -> QueryDict:
+    return _NoQueryParams()  # immutable: shared by every request without parameters
+
+
 class SlotView(APIView):
     """Shared parsing, permissions, error handling and serialisation; subclasses name the slot."""
 
@@ -171,12 +196,15 @@ class SlotView(APIView):
         return super().dispatch(request, *args, **kwargs)
 
     def _plain_get(self, request: HttpRequest) -> bool:
-        meta, params = request.META, request.GET
+        meta = request.META
         return (
             request.method == "GET"
             and "HTTP_AUTHORIZATION" not in meta
             and meta.get("HTTP_ACCEPT", "*/*") in _PLAIN_ACCEPT
-            and not (params.get("format") or params.get("user") or params.get("visitor"))
+            and (
+                not meta.get("QUERY_STRING")
+                or not (request.GET.get("format") or request.GET.get("user") or request.GET.get("visitor"))
+            )
             and not self.throttle_classes
             and self.permission_classes == [ShopperPreviewPermission]
             and all(cls in _PLAIN_AUTHENTICATION for cls in self.authentication_classes)
@@ -189,7 +217,7 @@ class SlotView(APIView):
         """The slot as DRF's JSONRenderer writes it, or None for DRF to answer (a 400 or 404, say)."""
         self.args, self.kwargs = (), kwargs
         # No authenticators: the slots read the shopper from the Django request, never from DRF's user.
-        drf_request = Request(request, authenticators=())
+        drf_request = _PlainRequest(request, authenticators=())
         self.request = drf_request
         try:
             outcome = self.slot_outcome(drf_request, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -18,12 +19,16 @@ from django.utils import timezone
 from shop_reco.adapters import BaseShopAdapter, get_adapter
 from shop_reco.conf import reco_settings
 from shop_reco.models import Event
+from shop_reco.services import row_refresh
 from shop_reco.services.lists import _rows, live_version_id, rows_due
 from shop_reco.tracking.history import HISTORY_EVENT_TYPES, cached_history
 
 logger = logging.getLogger("shop_reco.recommendations")
 
 REQUEST_ATTR = "_shop_reco_context"
+
+# Share of PRODUCT_CACHE_SECONDS by which a cached product row's lifetime is shortened at random (per query).
+ROW_LIFETIME_JITTER = 0.2
 
 
 # (what, id of a shared read-only object) -> (that object, the value worked out from it)
@@ -185,6 +190,7 @@ class RecoContext:
         if seconds > 0:
             # Rows this process read a moment ago: no query for them (stock changes show within seconds).
             now = time.monotonic()
+            row_refresh.note_read(now)
             wanted_anchors = set(anchors)
             still = []
             for key in missing:
@@ -197,8 +203,9 @@ class RecoContext:
             missing = still
             if not missing:
                 return
-            # This request queries anyway: rows due soon come along (see lists.rows_due).
-            missing += rows_due(now, seconds, set(missing))
+            if not row_refresh.running():
+                # This request queries anyway: rows due soon come along (see lists.rows_due).
+                missing += rows_due(now, seconds, set(missing))
         self._load(missing, self.adapter.available_products(), available=True)
         unavailable_anchors = [key for key in anchors if self.products.get(key) is None]
         if unavailable_anchors:
@@ -206,17 +213,34 @@ class RecoContext:
                 self.products.pop(key, None)
             self._load(unavailable_anchors, self.adapter.all_products(), available=False)
         if seconds > 0:
-            expires = time.monotonic() + seconds
-            for key in missing:
-                if key in self.products:
-                    row = self.products[key]
-                    previous = _rows.peek(key)
-                    if previous is not None and _unchanged_row(previous[1], row):
-                        # Keep the row every memo and page already holds: the reloaded copy is dropped at once
-                        # instead of every cached product being replaced by new objects each expiry, which
-                        # the garbage collector would then walk (and memos re-check) for nothing.
-                        row = self.products[key] = previous[1]
-                    _rows.put(key, (expires, row))
+            self.keep_rows(missing, seconds)
+            row_refresh.start()
+
+    def keep_rows(self, keys: Iterable[str], seconds: float) -> None:
+        """Put the rows of ``keys`` this context loaded into the process's row cache."""
+        # Each query's rows lapse at their own point of the last fifth of the lifetime: the rows a burst of
+        # first requests loaded (a restart, a new version) do not all lapse in the same second again, more
+        # than the refresh ahead reloads at once, which left each slot querying its own lapsed rows.
+        expires = time.monotonic() + seconds * (1 - ROW_LIFETIME_JITTER * random.random())
+        for key in keys:
+            if key in self.products:
+                row = self.products[key]
+                previous = _rows.peek(key)
+                if previous is not None and _unchanged_row(previous[1], row):
+                    # Keep the row every memo and page already holds: the reloaded copy is dropped at once
+                    # instead of every cached product being replaced by new objects each expiry, which
+                    # the garbage collector would then walk (and memos re-check) for nothing.
+                    row = self.products[key] = previous[1]
+                _rows.put(key, (expires, row))
+
+    def reload(self, keys: list[str]) -> None:
+        """Read ``keys`` afresh (available products) into the row cache, cached or not (the refresh thread)."""
+        seconds = float(reco_settings.PRODUCT_CACHE_SECONDS)
+        for key in keys:
+            self.products.pop(key, None)
+        self._load(keys, self.adapter.available_products(), available=True)
+        if seconds > 0:
+            self.keep_rows(keys, seconds)
 
     def _load(self, keys: list[str], queryset: models.QuerySet, *, available: bool) -> None:
         pk_field = self.adapter.product_model()._meta.pk

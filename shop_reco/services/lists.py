@@ -15,6 +15,7 @@ within a few seconds on every worker. The other lists are kept for ``_LOCAL_SECO
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
 import time
 from collections import OrderedDict
@@ -121,14 +122,13 @@ def clear_caches() -> None:
     clear_local_histories()
 
 
-# A query for lapsed product rows also reloads the cached rows due within this share of their lifetime (at
-# most ROWS_REFRESHED_AHEAD, looked for at most every REFRESH_SCAN_SECONDS): the rows then lapse together and
-# come back in one query, instead of one small query per slot whose rows lapsed, in bursts every
-# PRODUCT_CACHE_SECONDS.
+# Cached product rows due within this share of their lifetime are reloaded ahead: by the process's refresh
+# thread (services.row_refresh), or, with PRODUCT_REFRESH_THREAD off, by a request that queries for lapsed rows
+# anyway (at most ROWS_REFRESHED_AHEAD, looked for at most every REFRESH_SCAN_SECONDS), so rows lapse together
+# and come back in one query instead of one small query per slot whose rows lapsed.
 # Bounded, because the request that runs the query waits for it: 500 products with their categories take
 # ~11 ms on an idle 2-core machine (2,000 took 44 ms and showed in the page latency p99), and 25-40 ms on a
-# busy one, where those requests were most of the API's slowest 1%. 150 per scan, at most 5 scans a second,
-# still renews 750 rows a second per process, 25 times what a 3,000-product shop needs.
+# busy one, where those requests were most of the API's slowest 1%.
 REFRESH_AHEAD_SHARE = 0.1
 ROWS_REFRESHED_AHEAD = 150
 REFRESH_SCAN_SECONDS = 0.2
@@ -137,22 +137,32 @@ _next_refresh_scan = 0.0
 
 def rows_due(now: float, seconds: float, skip: set[str]) -> list[str]:
     """Keys of cached rows (available, or known unavailable) that lapse within ``REFRESH_AHEAD_SHARE`` of
-    ``seconds`` from ``now``; empty when another request looked less than REFRESH_SCAN_SECONDS ago."""
+    ``seconds`` from ``now``, the soonest first (at most ROWS_REFRESHED_AHEAD); empty when another request
+    looked less than REFRESH_SCAN_SECONDS ago."""
     global _next_refresh_scan
     if now < _next_refresh_scan:
         return []
     _next_refresh_scan = now + REFRESH_SCAN_SECONDS
+    return soonest_due_rows(now, seconds, ROWS_REFRESHED_AHEAD, skip)
+
+
+def soonest_due_rows(
+    now: float, seconds: float, limit: int, skip: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Keys of at most ``limit`` cached rows lapsing within ``REFRESH_AHEAD_SHARE`` of ``seconds`` from ``now``,
+    the soonest first: when more are due than one query takes, those left over lapse last, by which time
+    another round has taken them. (Taken in cache order, the rows about to lapse were left out half the time
+    and each came back alone: ~60 one-row queries a second on the storefront benchmark.)"""
     horizon = now + seconds * REFRESH_AHEAD_SHARE
     with _rows.lock:
         entries = list(_rows.data.items())
-    due = []
-    for key, (expires, row) in entries:
+    due = (
+        (expires, key)
+        for key, (expires, row) in entries
         # A row kept for an unavailable anchor is read by another query: left to its own request.
-        if expires <= horizon and key not in skip and (row is None or row.available):
-            due.append(key)
-            if len(due) >= ROWS_REFRESHED_AHEAD:
-                break
-    return due
+        if expires <= horizon and key not in skip and (row is None or row.available)
+    )
+    return [key for _, key in heapq.nsmallest(limit, due)]
 
 
 def row_is_cached(key: str, row: Any) -> bool:

@@ -37,6 +37,7 @@ from shop_reco import sources
 from shop_reco.attribution import QUERY_PARAM, make_token
 from shop_reco.conf import reco_settings
 from shop_reco.models import MerchandisingRule
+from shop_reco.services import row_refresh
 from shop_reco.services.context import ProductRow, RecoContext, context_for, derived_from
 from shop_reco.services.fallbacks import (
     Candidate,
@@ -418,6 +419,7 @@ class SlotMemo:
             ):
                 return None
         now = time.monotonic()
+        row_refresh.note_read(now)
         if now < self.fresh_until:
             return self
         lapsed = [key for key, row in self.rows.items() if not cached_row_expiry(key, row) > now]

@@ -132,8 +132,8 @@ def make_row(
         errors["context"] = [problem]
 
     if occurred_at is None:
-        occurred_at = timezone.now()
-    if not isinstance(occurred_at, datetime):
+        occurred_at = datetime.now(UTC)  # stored as UTC text either way (USE_TZ or not)
+    elif not isinstance(occurred_at, datetime):
         errors["occurred_at"] = ["A datetime is required."]
     elif timezone.is_naive(occurred_at):
         occurred_at = timezone.make_aware(occurred_at)

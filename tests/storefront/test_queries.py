@@ -99,3 +99,48 @@ def test_three_slots_of_one_page_share_products_and_history(catalogue, django_as
     context = context_for(visitor_id=VISITOR)
     with django_assert_num_queries(0):  # products from the process's cache, the history from the cache
         page(context)
+
+
+def test_rows_refreshed_ahead_are_those_lapsing_soonest(monkeypatch):
+    """When more cached rows are due than one query reloads, the ones about to lapse go first, whatever
+    their order in the cache: otherwise each of those left out lapses alone and costs a one-row query."""
+    from shop_reco.services import lists
+    from shop_reco.services.context import ProductRow
+
+    monkeypatch.setattr(lists, "ROWS_REFRESHED_AHEAD", 3)
+    monkeypatch.setattr(lists, "_next_refresh_scan", 0.0)
+    now, seconds = 1000.0, 30.0  # due: lapsing within 3 s
+    lists._rows.clear()
+    # Least recently used first: the latest-lapsing rows sit at the front of the cache.
+    for key, expires in [("a", 1002.9), ("b", 1002.5), ("c", 1001.0), ("d", 1000.1), ("e", 1000.5)]:
+        lists._rows.put(key, (expires, ProductRow(object(), True, "")))
+    lists._rows.put("later", (1010.0, ProductRow(object(), True, "")))  # not due
+    lists._rows.put("gone", (1000.2, None))  # known unavailable: due like the others
+    lists._rows.put("out", (1000.0, ProductRow(object(), False, "")))  # an out-of-stock anchor's row: not
+    lists._rows.put("skipped", (1000.0, ProductRow(object(), True, "")))
+
+    assert lists.rows_due(now, seconds, {"skipped"}) == ["d", "gone", "e"]
+    assert lists.rows_due(now + 0.1, seconds, set()) == []  # looked a moment ago
+    lists._rows.clear()
+
+
+def test_rows_loaded_by_separate_queries_lapse_at_different_times(catalogue):
+    """A burst of first requests (after a restart) loads the catalogue within a second; its rows must not all
+    lapse within a second again, more than one refresh ahead reloads. Each query's rows get their own
+    lifetime in the last fifth of PRODUCT_CACHE_SECONDS (30 s), never longer."""
+    import time
+
+    from shop_reco.services import lists
+
+    before = time.monotonic()
+    for key in catalogue.keys(*catalogue.products):  # twelve one-product queries, as twelve slots would make
+        context_for().fetch([key])
+    after = time.monotonic()
+    expiries = [lists._rows.peek(key)[0] for key in catalogue.keys(*catalogue.products)]
+    assert all(before + 24 <= expires <= after + 30 for expires in expiries)
+    assert max(expiries) - min(expiries) > 1.0
+    # Rows of one query keep lapsing together, so they come back together.
+    lists.clear_caches()
+    together = catalogue.keys("Kitchen 1", "Kitchen 2", "Toys 1")
+    context_for().fetch(together)
+    assert len({lists._rows.peek(key)[0] for key in together}) == 1
