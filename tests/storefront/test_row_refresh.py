@@ -20,9 +20,10 @@ def _expiry(key: str) -> float:
 
 @pytest.fixture
 def refresh_soon(monkeypatch, settings):
-    """Rows of a 4 s lifetime, due in their last 2 s, and a thread that looks every 50 ms."""
-    settings.SHOP_RECO = {**settings.SHOP_RECO, "PRODUCT_REFRESH_THREAD": True, "PRODUCT_CACHE_SECONDS": 4}
-    monkeypatch.setattr(lists, "REFRESH_AHEAD_SHARE", 0.5)
+    """Rows of a 6 s lifetime (4.8-6 s), due in their last 4.5 s: the thread, looking every 50 ms, has over 3 s
+    to reload one before it lapses and a request would have to read it itself."""
+    settings.SHOP_RECO = {**settings.SHOP_RECO, "PRODUCT_REFRESH_THREAD": True, "PRODUCT_CACHE_SECONDS": 6}
+    monkeypatch.setattr(lists, "REFRESH_AHEAD_SHARE", 0.75)
     monkeypatch.setattr(row_refresh, "WAKE_SECONDS", 0.05)
     yield
     thread = row_refresh._thread[1]
@@ -46,7 +47,7 @@ def test_the_thread_reloads_rows_ahead_and_a_stock_change_reaches_the_slot(postg
     catalogue["Kitchen 2"].save()
     # Within a row lifetime the slot shows the change, and no request read a product row itself meanwhile.
     product_queries, names = [], []
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with CaptureQueriesContext(connection) as queries:
             names = catalogue.names(
@@ -63,7 +64,7 @@ def test_the_thread_reloads_rows_ahead_and_a_stock_change_reaches_the_slot(postg
 
 def test_rows_due_are_reloaded_only_while_the_process_serves_slots(catalogue, settings, monkeypatch):
     settings.SHOP_RECO = {**settings.SHOP_RECO, "PRODUCT_CACHE_SECONDS": 10}
-    monkeypatch.setattr(lists, "REFRESH_AHEAD_SHARE", 0.95)  # every cached row is due
+    monkeypatch.setattr(lists, "REFRESH_AHEAD_SHARE", 1.0)  # every cached row is due, whatever its lifetime
     keys = catalogue.keys("Kitchen 1", "Kitchen 2", "Toys 3")
     context_for().fetch(keys)
     loaded_until = {key: _expiry(key) for key in keys}
