@@ -233,14 +233,11 @@ class RecoContext:
                     row = self.products[key] = previous[1]
                 _rows.put(key, (expires, row))
 
-    def reload(self, keys: list[str]) -> None:
-        """Read ``keys`` afresh (available products) into the row cache, cached or not (the refresh thread)."""
-        seconds = float(reco_settings.PRODUCT_CACHE_SECONDS)
-        for key in keys:
-            self.products.pop(key, None)
+    def reload(self, keys: list[str], seconds: float) -> None:
+        """Read ``keys`` afresh (available products) into the row cache for ``seconds``, cached or not (the
+        refresh thread, with a context of its own)."""
         self._load(keys, self.adapter.available_products(), available=True)
-        if seconds > 0:
-            self.keep_rows(keys, seconds)
+        self.keep_rows(keys, seconds)
 
     def _load(self, keys: list[str], queryset: models.QuerySet, *, available: bool) -> None:
         pk_field = self.adapter.product_model()._meta.pk

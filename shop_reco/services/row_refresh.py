@@ -44,20 +44,23 @@ def enabled() -> bool:
     return bool(reco_settings.PRODUCT_REFRESH_THREAD) and float(reco_settings.PRODUCT_CACHE_SECONDS) > 0
 
 
+def _alive() -> bool:
+    pid, thread = _thread
+    return pid == os.getpid() and thread is not None and thread.is_alive()
+
+
 def running() -> bool:
     """Whether this process's refresh thread is alive and wanted (requests then leave rows due to it)."""
-    pid, thread = _thread
-    return pid == os.getpid() and thread is not None and thread.is_alive() and enabled()
+    return enabled() and _alive()
 
 
 def start() -> None:
     """Start this process's thread, once (a forked worker starts its own)."""
     global _thread
-    if running() or not enabled():
+    if not enabled() or _alive():
         return
     with _lock:
-        pid, thread = _thread
-        if pid == os.getpid() and thread is not None and thread.is_alive():
+        if _alive():
             return
         thread = threading.Thread(target=_run, name="shop_reco-row-refresh", daemon=True)
         _thread = (os.getpid(), thread)
@@ -78,7 +81,7 @@ def refresh_due() -> int:
             due = soonest_due_rows(time.monotonic(), seconds, ROWS_PER_BATCH, reloaded)
             if not due:
                 break
-            RecoContext().reload(due)
+            RecoContext().reload(due, seconds)
             reloaded.update(due)
             time.sleep(PAUSE_SECONDS)  # the process's requests run between batches
     finally:

@@ -124,10 +124,13 @@ def make_row(
             errors["unit_price"] = ["A number with at most 10 digits before the decimal point is required."]
 
     context = {} if context is None else context
+    encoded: EncodedContext | None
     if type(context) is CheckedContext:  # validated when made, and it cannot have changed since
-        problem, context_json = "", context.json
+        problem, encoded = "", context
     else:
         problem, context_json = _checked_context(context)
+        # A copy that keeps the JSON text validated here: the buffer's line reuses it instead of encoding again.
+        encoded = None if problem else EncodedContext(context, context_json)
     if problem:
         errors["context"] = [problem]
 
@@ -154,8 +157,7 @@ def make_row(
         "slot": slot,
         "token": token,
         "client_event_id": client_event_id,
-        # A copy that keeps the JSON text validated here: the buffer's line reuses it instead of encoding again.
-        "context": context if type(context) is CheckedContext else EncodedContext(context, context_json),
+        "context": encoded,
         # UTC ISO text: PostgreSQL COPY and datetime.fromisoformat both read it without help.
         "occurred_at": occurred_at.astimezone(UTC).isoformat(),  # type: ignore[union-attr]
     }
